@@ -1,0 +1,1 @@
+"""Custom actions shipped with cpworker, one package per action."""

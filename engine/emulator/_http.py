@@ -1,0 +1,248 @@
+"""The HTTP plumbing both emulators share: a threaded loopback server, requests, responses, faults.
+
+Each emulator is a plain function from Request to Response; this module only moves bytes, so the
+protocol logic can be read (and called) without a socket in sight.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+"""Emulators listen on loopback unless told otherwise: they hand out secrets by design."""
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: Mapping[str, list[str]]
+    headers: Mapping[str, str]
+    """Header names lower-cased."""
+    body: bytes
+
+    def header(self, name: str, default: str = "") -> str:
+        return self.headers.get(name.lower(), default)
+
+    def param(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+    def json(self) -> Any:
+        """The body as JSON; raises ValueError when it is not."""
+        if not self.body:
+            return {}
+        return json.loads(self.body.decode("utf-8"))
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(
+        cls,
+        status: int,
+        payload: Any,
+        content_type: str = "application/json",
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        all_headers = {"Content-Type": content_type, **(headers or {})}
+        return cls(status, json.dumps(payload).encode("utf-8"), all_headers)
+
+    @classmethod
+    def text(cls, status: int, text: str, headers: Mapping[str, str] | None = None) -> Response:
+        all_headers = {"Content-Type": "text/plain; charset=utf-8", **(headers or {})}
+        return cls(status, text.encode("utf-8"), all_headers)
+
+
+App = Callable[[Request], Response]
+
+
+class Faults:
+    """Seeded fault injection: a share of calls throttled or failed, and added latency.
+
+    The draw sequence depends only on the seed and the order of calls, so a test that sends
+    its calls one at a time sees the same faults on every run.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self._lock = threading.Lock()
+        self._rng = random.Random(seed)
+        self.seed = seed
+        self.throttle_rate = 0.0
+        self.error_rate = 0.0
+        self.latency = 0.0
+
+    def configure(
+        self,
+        *,
+        throttle_rate: float | None = None,
+        error_rate: float | None = None,
+        latency: float | None = None,
+        seed: int | None = None,
+    ) -> None:
+        """Change what is injected from now on; a new seed restarts the draw sequence."""
+        for name, value in (("throttle_rate", throttle_rate), ("error_rate", error_rate)):
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, not {value}")
+        if latency is not None and latency < 0:
+            raise ValueError(f"latency must be >= 0 seconds, not {latency}")
+        with self._lock:
+            if throttle_rate is not None:
+                self.throttle_rate = throttle_rate
+            if error_rate is not None:
+                self.error_rate = error_rate
+            if latency is not None:
+                self.latency = latency
+            if seed is not None:
+                self.seed = seed
+                self._rng = random.Random(seed)
+
+    def draw(self) -> str | None:
+        """'throttle', 'error' or None for the next call."""
+        with self._lock:
+            if self.throttle_rate == 0.0 and self.error_rate == 0.0:
+                return None
+            roll = self._rng.random()
+        if roll < self.throttle_rate:
+            return "throttle"
+        if roll < self.throttle_rate + self.error_rate:
+            return "error"
+        return None
+
+    def as_dict(self) -> dict[str, float]:
+        with self._lock:
+            return {
+                "seed": self.seed,
+                "throttle_rate": self.throttle_rate,
+                "error_rate": self.error_rate,
+                "latency": self.latency,
+            }
+
+    def configure_from(self, payload: Mapping[str, Any]) -> None:
+        """configure() from an admin request body, rejecting unknown keys loudly."""
+        known = {"throttle_rate", "error_rate", "latency", "seed"}
+        unknown = set(payload) - known
+        if unknown:
+            raise ValueError(f"unknown fault settings {sorted(unknown)}; known: {sorted(known)}")
+        self.configure(
+            throttle_rate=_opt_float(payload.get("throttle_rate")),
+            error_rate=_opt_float(payload.get("error_rate")),
+            latency=_opt_float(payload.get("latency")),
+            seed=None if payload.get("seed") is None else int(payload["seed"]),
+        )
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def _serve(self) -> None:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        request = Request(
+            method=self.command,
+            path=parts.path,
+            query=parse_qs(parts.query, keep_blank_values=True),
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+        )
+        try:
+            response = self.server.app(request)
+        except Exception:  # an emulator bug must not kill the server thread
+            log.exception("emulator failed on %s %s", self.command, self.path)
+            response = Response.text(500, "emulator error")
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], app: App) -> None:
+        self.app = app
+        super().__init__(address, _Handler)
+
+
+class EmulatorServer:
+    """Serves an App over HTTP from a background thread until stop()."""
+
+    def __init__(self, app: App, host: str = DEFAULT_HOST, port: int = 0) -> None:
+        self._app = app
+        self._host = host
+        self._port = port
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> EmulatorServer:
+        if self._server is not None:
+            return self
+        self._server = _Server((self._host, self._port), self._app)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name=f"emulator:{self.port}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the emulator server is not started; call start() first")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        host = self._host if ":" not in self._host else f"[{self._host}]"
+        return f"http://{host}:{self.port}"
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def real_sleep(seconds: float) -> None:
+    """Added latency is wall time on the wire, not emulated time, so it never moves a fake clock."""
+    if seconds > 0:
+        time.sleep(seconds)
