@@ -1,0 +1,280 @@
+"""The machine's decisions: given a job's row and the outcome of its last effect, what happens next.
+
+Pure: no I/O, no clock reads (time is passed in), no randomness beyond the injected backoff. The
+scheduler executes what this returns; tests call it with outcomes they make up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from tenacity import RetryCallState, Retrying, wait_exponential_jitter
+
+from engine.machine import Effect, JobState, effect_of
+from engine.outcomes import (
+    JSON,
+    Acknowledged,
+    Cancelled,
+    Done,
+    Expired,
+    Failed,
+    FailureType,
+    InProgress,
+    Outcome,
+    Refused,
+    Rejected,
+    Reported,
+    RetryLater,
+    RunDetails,
+)
+from engine.projection import Event, Job, NewEvent, project
+
+
+def tenacity_backoff(initial: float = 2.0, maximum: float = 300.0) -> Callable[[int], float]:
+    """Seconds to wait before attempt `n + 1`, from tenacity's exponential backoff with jitter."""
+    wait = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+    retrying = Retrying()
+
+    def backoff(attempt: int) -> float:
+        state = RetryCallState(retry_object=retrying, fn=None, args=(), kwargs={})
+        state.attempt_number = max(1, attempt)
+        return float(min(wait(state), maximum))
+
+    return backoff
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How patient the machine is. Defaults live in engine.defaults; the CLI can change each."""
+
+    check_interval: float = 30.0
+    max_attempts: int = 6
+    continuation_timeout: float = 900.0
+    time_budget: float = 23 * 3600.0
+    report_progress: bool = True
+    backoff: Callable[[int], float] = field(default_factory=tenacity_backoff)
+
+
+class NoDecision(Exception):
+    """An outcome the machine has no rule for in this state: a bug in an effect, never input."""
+
+
+def decide(
+    job: Job, outcome: Outcome | None, now: float, policy: Policy, worker: str = ""
+) -> list[NewEvent]:
+    """The events that follow `outcome` for `job` (outcome None: a step with no I/O)."""
+    state = job.state
+    if isinstance(outcome, RetryLater):
+        return _retry(job, outcome, now, policy)
+    if state is JobState.ACQUIRED:
+        if isinstance(outcome, Acknowledged):
+            return [NewEvent("acknowledged")]
+        if isinstance(outcome, Refused):
+            return [NewEvent("job_lost", {"reason": outcome.reason})]
+    elif state is JobState.ACKNOWLEDGED and outcome is None:
+        if job.problem:
+            return [_failed(Failed(FailureType.CONFIGURATION_ERROR, job.problem))]
+        if job.continues or job.continuation_token:
+            return [NewEvent("continuation_resumed")]
+        return [NewEvent("submit_intended", {"worker": worker})]
+    elif state is JobState.SUBMITTED:
+        if isinstance(outcome, InProgress):
+            started = NewEvent(
+                "run_started", _progress_data(outcome, now, policy, details=outcome.details)
+            )
+            if _should_hand_on(job, outcome.details, policy):
+                return [started, _hand_on(outcome.details)]
+            return [started]
+        if isinstance(outcome, Done):
+            return [_succeeded(outcome)]
+        if isinstance(outcome, Failed):
+            return [_failed(outcome)]
+    elif state is JobState.RUNNING:
+        if isinstance(outcome, InProgress):
+            if _out_of_time(job, now, policy):
+                return [NewEvent("run_timed_out", {
+                    "run": dict(outcome.data),
+                    "reason": f"the action's time budget of {_duration(policy.time_budget)} ran out",
+                })]
+            if _should_hand_on(job, outcome.details, policy):
+                return [_hand_on(outcome.details, outcome.data)]
+            return [NewEvent("checked", _progress_data(outcome, now, policy, details=None))]
+        if isinstance(outcome, Done):
+            return [_succeeded(outcome)]
+        if isinstance(outcome, Failed):
+            return [_failed(outcome)]
+    elif state is JobState.HANDING_ON:
+        if isinstance(outcome, Reported):
+            return [NewEvent("continuation_reported", {"due_at": now + policy.continuation_timeout})]
+        if isinstance(outcome, Rejected):
+            return [NewEvent("job_rejected", {"reason": outcome.reason})]
+    elif state is JobState.AWAITING_CONTINUATION:
+        if isinstance(outcome, Expired):
+            return [NewEvent("continuation_missing", {
+                "reason": "CodePipeline sent no continuation job within "
+                f"{_duration(policy.continuation_timeout)}; the execution is given up",
+            })]
+    elif state in (JobState.REPORTING_SUCCESS, JobState.REPORTING_FAILURE):
+        if isinstance(outcome, Reported):
+            return [NewEvent("result_reported", {"note": outcome.note} if outcome.note else {})]
+        if isinstance(outcome, Rejected):
+            return [NewEvent("job_rejected", {"reason": outcome.reason})]
+    elif state in (JobState.CANCELLING, JobState.TIMING_OUT):
+        if isinstance(outcome, Cancelled):
+            return [_cancelled(job, outcome)]
+    raise NoDecision(
+        f"job {job.job_id}: no rule for outcome {type(outcome).__name__} in state {state.value!r}"
+    )
+
+
+def step(
+    job: Job, outcome: Outcome | None, now: float, policy: Policy, worker: str = ""
+) -> tuple[list[NewEvent], Job]:
+    """decide(), then keep deciding through states that need no I/O; returns events and the row.
+
+    The returned row is what the store will hold once the events are appended (seq and time as
+    the store will write them), so the scheduler can plan the next effect without a read.
+    """
+    events: list[NewEvent] = []
+    current = job
+    pending: Outcome | None = outcome
+    while True:
+        new = decide(current, pending, now, policy, worker)
+        for item in new:
+            current = project(current, Event(current.job_id, current.last_seq + 1, item.type, now,
+                                             item.data))
+        events.extend(new)
+        pending = None
+        if effect_of(current.state) is not Effect.DECIDE:
+            return events, current
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _progress_data(
+    outcome: InProgress, now: float, policy: Policy, details: RunDetails | None
+) -> dict[str, JSON]:
+    interval = policy.check_interval if outcome.check_in is None else outcome.check_in
+    data: dict[str, JSON] = {"due_at": now + max(0.0, interval)}
+    if outcome.data:
+        data["run"] = dict(outcome.data)
+    if details is not None:
+        data["details"] = details.to_json()
+    return data
+
+
+def _should_hand_on(job: Job, details: RunDetails | None, policy: Policy) -> bool:
+    """Report progress (a continuation) when the console would show something new."""
+    if not policy.report_progress or details is None:
+        return False
+    if details.external_id is None and details.summary is None:
+        return False
+    previous = RunDetails.from_json(job.details)
+    return previous is None or (previous.external_id, previous.summary) != (
+        details.external_id, details.summary
+    )
+
+
+def _hand_on(details: RunDetails | None, run: Mapping[str, JSON] | None = None) -> NewEvent:
+    data: dict[str, JSON] = {"report": {"details": details.to_json() if details else None}}
+    if details is not None:
+        data["details"] = details.to_json()
+    if run:
+        data["run"] = dict(run)
+    return NewEvent("progress_changed", data)
+
+
+def _succeeded(outcome: Done) -> NewEvent:
+    details = outcome.details.to_json() if outcome.details else None
+    data: dict[str, JSON] = {
+        "report": {"details": details, "output_variables": dict(outcome.output_variables)},
+    }
+    if details:
+        data["details"] = details
+    if outcome.data:
+        data["run"] = dict(outcome.data)
+    return NewEvent("run_succeeded", data)
+
+
+def _failed(outcome: Failed) -> NewEvent:
+    details = outcome.details.to_json() if outcome.details else None
+    data: dict[str, JSON] = {
+        "reason": outcome.message,
+        "report": {
+            "failure_type": outcome.failure_type.value,
+            "message": outcome.message,
+            "details": details,
+        },
+    }
+    if details:
+        data["details"] = details
+    return NewEvent("run_failed", data)
+
+
+def _cancelled(job: Job, outcome: Cancelled) -> NewEvent:
+    data: dict[str, JSON] = {"ok": outcome.ok, "message": outcome.message}
+    if job.state is JobState.TIMING_OUT:
+        reason = job.reason or "the action's time budget ran out"
+        data["report"] = {
+            "failure_type": FailureType.JOB_FAILED.value,
+            "message": f"{reason}; the external run was "
+            + ("cancelled" if outcome.ok else f"not cancelled ({outcome.message})"),
+            "details": dict(job.details) if job.details else None,
+        }
+    return NewEvent("run_cancelled", data)
+
+
+def _out_of_time(job: Job, now: float, policy: Policy) -> bool:
+    started = job.run_started_at if job.run_started_at is not None else job.created_at
+    return now - started >= policy.time_budget
+
+
+_EXHAUSTED_BY_STATE = {
+    JobState.ACQUIRED: "job_lost",
+    JobState.SUBMITTED: "run_failed",
+    JobState.RUNNING: "run_failed",
+    JobState.HANDING_ON: "gave_up",
+    JobState.REPORTING_SUCCESS: "gave_up",
+    JobState.REPORTING_FAILURE: "gave_up",
+    JobState.CANCELLING: "run_cancelled",
+    JobState.TIMING_OUT: "run_cancelled",
+}
+
+
+def _retry(job: Job, outcome: RetryLater, now: float, policy: Policy) -> list[NewEvent]:
+    """Another attempt later, each one in the history; past the budget, the state's way out."""
+    effect = effect_of(job.state)
+    if effect is None or job.state not in _EXHAUSTED_BY_STATE:
+        raise NoDecision(f"job {job.job_id}: nothing to retry in state {job.state.value!r}")
+    attempt = job.attempt + 1 if outcome.counted else job.attempt
+    exhausted = outcome.counted and attempt >= policy.max_attempts
+    if not outcome.counted and job.state in (JobState.SUBMITTED, JobState.RUNNING):
+        exhausted = _out_of_time(job, now, policy)
+    if not exhausted:
+        delay = outcome.after if outcome.after is not None else policy.backoff(attempt)
+        return [NewEvent("attempt_failed", {
+            "effect": effect.value,
+            "attempt": attempt,
+            "counted": outcome.counted,
+            "error": outcome.reason,
+            "due_at": now + max(0.0, delay),
+        })]
+    why = (f"gave up after {attempt} attempts" if outcome.counted else "out of time") + (
+        f" to {effect.value.replace('_', ' ')}: {outcome.reason}"
+    )
+    way_out = _EXHAUSTED_BY_STATE[job.state]
+    if way_out == "run_failed":
+        return [_failed(Failed(outcome.failure_type, why))]
+    if way_out == "run_cancelled":
+        return [_cancelled(job, Cancelled(False, why))]
+    return [NewEvent(way_out, {"reason": why})]
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)} min"
+    return f"{seconds:g} s"

@@ -1,0 +1,244 @@
+"""The job machine, declared once, as data.
+
+One CodePipeline job is one machine. Every state change is an event in the log; the table below
+says which event may move which state where. The `transitions` Machine built from it is used to
+replay histories and draw the diagram; the hot path only reads the precomputed lookup derived
+from the same table, so no Machine object is created per job per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+
+from transitions import Machine, MachineError
+
+
+class JobState(str, Enum):
+    NEW = "new"
+    """Before the first event; never stored."""
+    ACQUIRED = "acquired"
+    """Polled and recorded with its nonce; not yet acknowledged."""
+    ACKNOWLEDGED = "acknowledged"
+    """CodePipeline confirmed this worker owns the job."""
+    SUBMITTED = "submitted"
+    """The intent to start the external run is durable; the submission may or may not have landed."""
+    RUNNING = "running"
+    """The external run exists; its id is durable; it is checked at intervals."""
+    HANDING_ON = "handing_on"
+    """Progress must be reported with a continuation token (the console link while it runs)."""
+    AWAITING_CONTINUATION = "awaiting_continuation"
+    """Progress reported; CodePipeline owes a continuation job for this execution."""
+    REPORTING_SUCCESS = "reporting_success"
+    REPORTING_FAILURE = "reporting_failure"
+    TIMING_OUT = "timing_out"
+    """The action's time budget is spent: cancel the external run, then report a failure."""
+    CANCELLING = "cancelling"
+    """Nobody wants the run any more: cancel it, then stop."""
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    HANDED_ON = "handed_on"
+    """A continuation job of the same execution took over."""
+    ABANDONED = "abandoned"
+    """CodePipeline no longer wants a result (stopped, timed out), or reporting was given up."""
+    LOST = "lost"
+    """Another worker holds the job, or CodePipeline withdrew it before acknowledgement."""
+
+
+class Effect(str, Enum):
+    """What the scheduler does for a machine when it is due; one per non-final state."""
+
+    ACKNOWLEDGE = "acknowledge"
+    SUBMIT = "submit"
+    CHECK = "check"
+    REPORT_PROGRESS = "report_progress"
+    REPORT_SUCCESS = "report_success"
+    REPORT_FAILURE = "report_failure"
+    CANCEL = "cancel"
+    EXPIRE = "expire"
+    """A timer only: no I/O."""
+    DECIDE = "decide"
+    """No I/O: the next event follows from the state alone (acknowledged -> submit or resume)."""
+
+
+S = JobState
+
+TRANSITIONS: list[tuple[str, list[JobState] | JobState, JobState | None]] = [
+    # trigger (= event type)   sources                                 dest (None: stay)
+    ("acquired", S.NEW, S.ACQUIRED),
+    ("redispatched", S.ACQUIRED, None),
+    ("acknowledged", S.ACQUIRED, S.ACKNOWLEDGED),
+    ("job_lost", S.ACQUIRED, S.LOST),
+    ("submit_intended", S.ACKNOWLEDGED, S.SUBMITTED),
+    ("continuation_resumed", S.ACKNOWLEDGED, S.RUNNING),
+    ("run_started", S.SUBMITTED, S.RUNNING),
+    ("checked", S.RUNNING, None),
+    ("progress_changed", S.RUNNING, S.HANDING_ON),
+    ("continuation_reported", S.HANDING_ON, S.AWAITING_CONTINUATION),
+    ("continuation_joined", [S.HANDING_ON, S.AWAITING_CONTINUATION], S.HANDED_ON),
+    ("continuation_missing", S.AWAITING_CONTINUATION, S.CANCELLING),
+    ("run_succeeded", [S.SUBMITTED, S.RUNNING], S.REPORTING_SUCCESS),
+    ("run_failed", [S.ACKNOWLEDGED, S.SUBMITTED, S.RUNNING], S.REPORTING_FAILURE),
+    ("run_timed_out", S.RUNNING, S.TIMING_OUT),
+    ("result_reported", S.REPORTING_SUCCESS, S.SUCCEEDED),
+    ("result_reported", S.REPORTING_FAILURE, S.FAILED),
+    ("job_rejected", S.HANDING_ON, S.CANCELLING),
+    ("job_rejected", [S.REPORTING_SUCCESS, S.REPORTING_FAILURE], S.ABANDONED),
+    ("run_cancelled", S.CANCELLING, S.ABANDONED),
+    ("run_cancelled", S.TIMING_OUT, S.REPORTING_FAILURE),
+    ("gave_up", [S.HANDING_ON, S.REPORTING_SUCCESS, S.REPORTING_FAILURE], S.ABANDONED),
+    (
+        "attempt_failed",
+        [S.ACQUIRED, S.SUBMITTED, S.RUNNING, S.HANDING_ON, S.REPORTING_SUCCESS,
+         S.REPORTING_FAILURE, S.TIMING_OUT, S.CANCELLING],
+        None,
+    ),
+]
+"""Every legal move. An event whose type is not a trigger here, or that is not legal from the
+current state, is rejected: in replay it is reported, at run time it is a bug."""
+
+EFFECTS: dict[JobState, Effect] = {
+    S.ACQUIRED: Effect.ACKNOWLEDGE,
+    S.ACKNOWLEDGED: Effect.DECIDE,
+    S.SUBMITTED: Effect.SUBMIT,
+    S.RUNNING: Effect.CHECK,
+    S.HANDING_ON: Effect.REPORT_PROGRESS,
+    S.AWAITING_CONTINUATION: Effect.EXPIRE,
+    S.REPORTING_SUCCESS: Effect.REPORT_SUCCESS,
+    S.REPORTING_FAILURE: Effect.REPORT_FAILURE,
+    S.TIMING_OUT: Effect.CANCEL,
+    S.CANCELLING: Effect.CANCEL,
+}
+
+FINAL: frozenset[JobState] = frozenset(
+    {S.SUCCEEDED, S.FAILED, S.HANDED_ON, S.ABANDONED, S.LOST}
+)
+
+EVENT_TYPES: frozenset[str] = frozenset(t[0] for t in TRANSITIONS)
+
+
+def _lookup() -> dict[tuple[JobState, str], JobState]:
+    table: dict[tuple[JobState, str], JobState] = {}
+    for trigger, sources, dest in TRANSITIONS:
+        for source in sources if isinstance(sources, list) else [sources]:
+            key = (source, trigger)
+            if key in table:
+                raise AssertionError(f"two transitions for {trigger!r} from {source.value!r}")
+            table[key] = source if dest is None else dest
+    return table
+
+
+_NEXT = _lookup()
+
+
+class IllegalEvent(Exception):
+    """An event the machine cannot accept in the state it is in."""
+
+    def __init__(self, state: JobState, event_type: str, job_id: str | None = None) -> None:
+        self.state = state
+        self.event_type = event_type
+        self.job_id = job_id
+        where = f"job {job_id}: " if job_id else ""
+        known = "" if event_type in EVENT_TYPES else " (an event type this version does not know)"
+        super().__init__(
+            f"{where}event {event_type!r}{known} is not allowed in state {state.value!r}; "
+            f"allowed here: {', '.join(allowed_events(state)) or 'nothing (final state)'}"
+        )
+
+
+def next_state(state: JobState, event_type: str, job_id: str | None = None) -> JobState:
+    """The state after `event_type`: the hot path's one dictionary look-up."""
+    try:
+        return _NEXT[(state, event_type)]
+    except KeyError:
+        raise IllegalEvent(state, event_type, job_id) from None
+
+
+def allowed_events(state: JobState) -> list[str]:
+    return sorted({trigger for (source, trigger) in _NEXT if source is state})
+
+
+def effect_of(state: JobState) -> Effect | None:
+    return EFFECTS.get(state)
+
+
+def is_final(state: JobState) -> bool:
+    return state in FINAL
+
+
+def _machine_config() -> dict[str, object]:
+    return {
+        "states": JobState,
+        "transitions": [
+            {"trigger": trigger, "source": sources, "dest": dest}
+            for trigger, sources, dest in TRANSITIONS
+        ],
+        "initial": JobState.NEW,
+        "auto_transitions": False,
+        "ignore_invalid_triggers": False,
+    }
+
+
+class _Folding:
+    """The model a replay moves through the `transitions` Machine."""
+
+    state: JobState
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    state: JobState
+    accepted: int
+    error: IllegalEvent | None
+
+
+def replay(event_types: Iterable[str], job_id: str | None = None) -> ReplayResult:
+    """Fold a recorded history through the current definition, with `transitions` itself.
+
+    Replay is the check that the code of today still accepts the histories of yesterday, so it
+    goes through the library's own trigger machinery rather than the hot-path table.
+    """
+    model = _Folding()
+    machine = Machine(model=model, **_machine_config())  # type: ignore[arg-type]
+    accepted = 0
+    for event_type in event_types:
+        if event_type not in EVENT_TYPES:
+            return ReplayResult(model.state, accepted, IllegalEvent(model.state, event_type, job_id))
+        try:
+            machine.events[event_type].trigger(model)
+        except MachineError:
+            return ReplayResult(model.state, accepted, IllegalEvent(model.state, event_type, job_id))
+        accepted += 1
+    return ReplayResult(model.state, accepted, None)
+
+
+def mermaid() -> str:
+    """The machine drawn as a Mermaid state diagram, from TRANSITIONS itself."""
+    lines = ["stateDiagram-v2", f"    [*] --> {JobState.ACQUIRED.value}: acquired"]
+    for trigger, sources, dest in TRANSITIONS:
+        if trigger == "acquired":
+            continue
+        for source in sources if isinstance(sources, list) else [sources]:
+            target = source if dest is None else dest
+            lines.append(f"    {source.value} --> {target.value}: {trigger}")
+    for state in JobState:
+        if state in FINAL:
+            lines.append(f"    {state.value} --> [*]")
+    return "\n".join(lines) + "\n"
+
+
+def text_diagram() -> str:
+    """The transition table as aligned text, for a terminal."""
+    rows = []
+    for trigger, sources, dest in TRANSITIONS:
+        names = ", ".join(s.value for s in (sources if isinstance(sources, list) else [sources]))
+        rows.append((names, trigger, "(same)" if dest is None else dest.value))
+    width = [max(len(r[i]) for r in rows) for i in range(2)]
+    out = [f"{'from':<{width[0]}}  {'event':<{width[1]}}  to"]
+    out += [f"{a:<{width[0]}}  {b:<{width[1]}}  {c}" for a, b, c in rows]
+    effects = ", ".join(f"{s.value}: {e.value}" for s, e in EFFECTS.items())
+    out.append("")
+    out.append(f"effect when due: {effects}")
+    out.append(f"final: {', '.join(sorted(s.value for s in FINAL))}")
+    return "\n".join(out) + "\n"

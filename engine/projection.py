@@ -1,0 +1,163 @@
+"""The jobs projection: a job's current row, folded from its events.
+
+`project` is pure and is the only code that turns events into a row, both when the scheduler
+appends (the row is updated in the same transaction) and when the projection is rebuilt from the
+log, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from engine.machine import JobState, effect_of, is_final, next_state
+from engine.outcomes import JSON
+
+EVENT_SCHEMA_VERSION = 1
+"""Bumped when the shape of event data changes; old events keep the version they were written with."""
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event the machine decided on, not yet stored."""
+
+    type: str
+    data: Mapping[str, JSON] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event as stored: `seq` counts from 1 per job; `at` is UTC epoch seconds."""
+
+    job_id: str
+    seq: int
+    type: str
+    at: float
+    data: Mapping[str, JSON]
+    version: int = EVENT_SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the jobs projection: everything the engine needs to take the next step."""
+
+    job_id: str
+    state: JobState
+    action: str
+    action_type: str
+    execution_id: str
+    created_at: float
+    updated_at: float
+    last_seq: int
+    next_due_at: float | None
+    pipeline: Mapping[str, JSON] = field(default_factory=dict)
+    """Pipeline context (names and ids, never configuration secrets)."""
+    nonce: str | None = None
+    external_id: str | None = None
+    run: Mapping[str, JSON] = field(default_factory=dict)
+    """The action's durable data about its external run (request id, build id...)."""
+    details: Mapping[str, JSON] | None = None
+    """The RunDetails last sent to, or to be sent to, CodePipeline."""
+    pending: Mapping[str, JSON] | None = None
+    """What the next report says (result, failure, progress), fixed before it is sent."""
+    continues: str | None = None
+    """The job this one continues (same action execution)."""
+    continued_by: str | None = None
+    continuation_token: str | None = None
+    problem: str | None = None
+    """Why the job data cannot be worked (a malformed job), if so."""
+    attempt: int = 0
+    run_started_at: float | None = None
+    reason: str | None = None
+    """The last reason recorded (why it failed, was lost, abandoned...)."""
+    intent_by: str | None = None
+    """The worker process that recorded the intent to submit: another one must look before it leaps."""
+
+    @property
+    def final(self) -> bool:
+        return is_final(self.state)
+
+
+def _merge(base: Mapping[str, JSON], extra: Any) -> Mapping[str, JSON]:
+    if not extra:
+        return base
+    merged = dict(base)
+    merged.update(extra)
+    return merged
+
+
+def project(job: Job | None, event: Event) -> Job:
+    """The row after `event`; raises IllegalEvent when the machine cannot accept it."""
+    data = event.data
+    if job is None:
+        state = next_state(JobState.NEW, event.type, event.job_id)
+        job = Job(
+            job_id=event.job_id,
+            state=state,
+            action=str(data.get("action", "")),
+            action_type=str(data.get("action_type", "")),
+            execution_id=str(data.get("execution_id", "")),
+            created_at=event.at,
+            updated_at=event.at,
+            last_seq=event.seq,
+            next_due_at=event.at,
+            pipeline=data.get("pipeline") or {},
+            nonce=data.get("nonce"),
+            continues=data.get("continues"),
+            continuation_token=data.get("continuation_token"),
+            problem=data.get("problem"),
+            run=data.get("run") or {},
+            details=data.get("details"),
+            external_id=_external_id(data.get("details")),
+            run_started_at=data.get("run_started_at"),
+        )
+        return job
+    state = next_state(job.state, event.type, event.job_id)
+    changes: dict[str, Any] = {
+        "state": state,
+        "updated_at": event.at,
+        "last_seq": event.seq,
+        "attempt": int(data.get("attempt", 0)) if event.type == "attempt_failed" else 0,
+    }
+    if "nonce" in data:
+        changes["nonce"] = data["nonce"]
+    if "run" in data:
+        changes["run"] = _merge(job.run, data["run"])
+    if data.get("details"):
+        changes["details"] = data["details"]
+        external = _external_id(data["details"])
+        if external:
+            changes["external_id"] = external
+    if "report" in data:
+        changes["pending"] = data["report"]
+    if "reason" in data:
+        changes["reason"] = data["reason"]
+    if "by" in data:
+        changes["continued_by"] = data["by"]
+    if event.type == "submit_intended":
+        changes["intent_by"] = data.get("worker")
+    if event.type == "run_started":
+        changes["run_started_at"] = event.at
+    if is_final(state):
+        changes["next_due_at"] = None
+    elif "due_at" in data:
+        changes["next_due_at"] = float(data["due_at"])
+    elif effect_of(state) is not None:
+        changes["next_due_at"] = event.at
+    return replace(job, **changes)
+
+
+def _external_id(details: Any) -> str | None:
+    if isinstance(details, Mapping):
+        value = details.get("external_id")
+        return None if value is None else str(value)
+    return None
+
+
+def fold(events: Iterable[Event]) -> Job | None:
+    """Rebuild a job's row from its whole history."""
+    job: Job | None = None
+    for event in events:
+        job = project(job, event)
+    return job

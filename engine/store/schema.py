@@ -1,0 +1,86 @@
+"""The tables, in SQLAlchemy Core, portable between SQLite and PostgreSQL.
+
+Migrations (engine/store/migrations) create exactly these; a test checks they agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData()
+
+
+class UTCTime(sa.types.TypeDecorator[float]):
+    """A UTC timestamp column that Python sees as epoch seconds (what the Clock gives).
+
+    SQLite stores it as naive UTC text, PostgreSQL as timestamptz: both readable in a SQL shell.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        moment = datetime.fromtimestamp(float(value), tz=timezone.utc)
+        return moment.replace(tzinfo=None) if dialect.name == "sqlite" else moment
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return float(value.timestamp())
+
+
+JSONData = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("job_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("type", sa.String(40), nullable=False),
+    sa.Column("at", UTCTime, nullable=False),
+    sa.Column("version", sa.SmallInteger, nullable=False),
+    sa.Column("data", JSONData, nullable=False),
+)
+"""Append-only. The key (job_id, seq) turns two writers racing on one job into an IntegrityError."""
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("job_id", sa.String(64), primary_key=True),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("action", sa.String(200), nullable=False),
+    sa.Column("action_type", sa.String(200), nullable=False),
+    sa.Column("execution_id", sa.String(100), nullable=False, index=True),
+    sa.Column("created_at", UTCTime, nullable=False),
+    sa.Column("updated_at", UTCTime, nullable=False),
+    sa.Column("last_seq", sa.Integer, nullable=False),
+    sa.Column("next_due_at", UTCTime, nullable=True, index=True),
+    sa.Column("pipeline", JSONData, nullable=False),
+    sa.Column("nonce", sa.String(100), nullable=True),
+    sa.Column("external_id", sa.String(1500), nullable=True),
+    sa.Column("run", JSONData, nullable=False),
+    sa.Column("details", JSONData, nullable=True),
+    sa.Column("pending", JSONData, nullable=True),
+    sa.Column("continues", sa.String(64), nullable=True),
+    sa.Column("continued_by", sa.String(64), nullable=True),
+    sa.Column("continuation_token", sa.Text, nullable=True),
+    sa.Column("problem", sa.Text, nullable=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("run_started_at", UTCTime, nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("intent_by", sa.String(200), nullable=True),
+    sa.Column("lease_owner", sa.String(200), nullable=True),
+    sa.Column("lease_expires_at", UTCTime, nullable=True),
+)
+"""The projection: one row per job, updated in the same transaction as each append."""

@@ -1,0 +1,396 @@
+"""EventStore: appends events and updates the projection in one transaction, on SQLite or PostgreSQL.
+
+Durability: on SQLite the store uses WAL with `synchronous=FULL` by default. WAL alone survives a
+killed process; FULL also survives a power cut, which matters here because the order "intent
+recorded, then build submitted" must hold even if the machine loses power right after the submit.
+Group commit makes the extra fsync cheap: one per batch of jobs, not one per event.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from importlib.resources import files
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from engine.errors import AmbiguousJob, ConcurrencyConflict, ConfigurationProblem, UnknownJob
+from engine.machine import FINAL, JobState
+from engine.projection import EVENT_SCHEMA_VERSION, Event, Job
+from engine.store.schema import events, jobs
+
+SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+_JOB_FIELDS = [f.name for f in fields(Job)]
+_FINAL_VALUES = [s.value for s in FINAL]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One job's new events and the row they lead to, for a group commit."""
+
+    events: Sequence[Event]
+    job: Job
+    new: bool
+    """True when the job has no row yet (its first event)."""
+
+
+def _row_to_job(row: Mapping[str, Any]) -> Job:
+    values = {name: row[name] for name in _JOB_FIELDS}
+    values["state"] = JobState(values["state"])
+    values["pipeline"] = values["pipeline"] or {}
+    values["run"] = values["run"] or {}
+    return Job(**values)
+
+
+def _job_to_row(job: Job) -> dict[str, Any]:
+    row = {name: getattr(job, name) for name in _JOB_FIELDS}
+    row["state"] = job.state.value
+    row["pipeline"] = dict(job.pipeline)
+    row["run"] = dict(job.run)
+    row["details"] = None if job.details is None else dict(job.details)
+    row["pending"] = None if job.pending is None else dict(job.pending)
+    return row
+
+
+def worker_id() -> str:
+    """host:pid:random: unique per process, and tells whether a lease's holder may still be alive."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+def _holder_is_dead(owner: str) -> bool:
+    """A lease taken by a process on this host that no longer exists can be taken over at once."""
+    parts = owner.split(":")
+    if len(parts) != 3 or parts[0] != socket.gethostname():
+        return False
+    try:
+        pid = int(parts[1])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class EventStore:
+    """The log and its projection behind one SQLAlchemy engine.
+
+    Every write is a transaction that appends events and updates their jobs' rows together, so the
+    projection is never ahead of or behind the log.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    # --- schema ---------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (alembic); a no-op when it is current."""
+        config = Config()
+        config.set_main_option("script_location", str(files("engine.store") / "migrations"))
+        with self.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    # --- writing --------------------------------------------------------------------------------
+
+    def commit(self, changes: Sequence[Change]) -> None:
+        """Append all events and update all rows in ONE transaction (group commit).
+
+        A duplicate (job_id, seq) means another writer got there first: the whole batch is rolled
+        back and ConcurrencyConflict raised; `commit_each` isolates the loser.
+        """
+        if not changes:
+            return
+        event_rows = [
+            {"job_id": e.job_id, "seq": e.seq, "type": e.type, "at": e.at,
+             "version": e.version, "data": dict(e.data)}
+            for change in changes for e in change.events
+        ]
+        inserts = [_job_to_row(c.job) for c in changes if c.new]
+        updates = [_job_to_row(c.job) for c in changes if not c.new]
+        try:
+            with self._begin() as conn:
+                if event_rows:
+                    conn.execute(events.insert(), event_rows)
+                if inserts:
+                    conn.execute(jobs.insert(), inserts)
+                if updates:
+                    conn.execute(_UPDATE_JOB, [_bind(row) for row in updates])
+        except IntegrityError as error:
+            ids = sorted({c.job.job_id for c in changes})
+            raise ConcurrencyConflict(
+                f"another writer appended to one of {len(ids)} job(s) first ({ids[:3]}...)",
+                fix="reload the job and decide again; nothing of this batch was written",
+            ) from error
+
+    def commit_each(self, changes: Sequence[Change]) -> list[Change]:
+        """Commit one by one; returns the changes that lost a race (and were not written)."""
+        lost: list[Change] = []
+        for change in changes:
+            try:
+                self.commit([change])
+            except ConcurrencyConflict:
+                lost.append(change)
+        return lost
+
+    # --- scheduling -----------------------------------------------------------------------------
+
+    def claim_due(
+        self, now: float, limit: int, owner: str, lease_for: float, skip: Iterable[str] = ()
+    ) -> list[Job]:
+        """Lease up to `limit` machines due by `now`, earliest first, that nobody else holds."""
+        if limit <= 0:
+            return []
+        skip_ids = list(skip)
+        query = (
+            sa.select(jobs)
+            .where(jobs.c.next_due_at <= now)
+            .where(sa.or_(
+                jobs.c.lease_owner.is_(None),
+                jobs.c.lease_owner == owner,
+                jobs.c.lease_expires_at < now,
+            ))
+            .order_by(jobs.c.next_due_at)
+            .limit(limit)
+        )
+        if skip_ids:
+            query = query.where(jobs.c.job_id.not_in(skip_ids))
+        if self.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        with self._begin() as conn:
+            rows = conn.execute(query).mappings().all()
+            if not rows:
+                return []
+            ids = [r["job_id"] for r in rows]
+            conn.execute(
+                jobs.update().where(jobs.c.job_id.in_(ids))
+                .values(lease_owner=owner, lease_expires_at=now + lease_for)
+            )
+        return [_row_to_job(r) for r in rows]
+
+    def earliest_due(self, owner: str | None = None) -> float | None:
+        """When the next machine falls due (from the index), or None when nothing is waiting."""
+        query = sa.select(sa.func.min(jobs.c.next_due_at)).where(jobs.c.next_due_at.is_not(None))
+        if owner is not None:
+            query = query.where(sa.or_(jobs.c.lease_owner.is_(None), jobs.c.lease_owner == owner))
+        with self._read() as conn:
+            value = conn.execute(query).scalar()
+        return None if value is None else float(value)
+
+    def release_dead_leases(self) -> int:
+        """Free leases whose holder died on this host (a kill -9), so resume starts at once."""
+        with self._read() as conn:
+            owners = conn.execute(
+                sa.select(jobs.c.lease_owner).where(jobs.c.lease_owner.is_not(None)).distinct()
+            ).scalars().all()
+        dead = [o for o in owners if o and _holder_is_dead(o)]
+        if not dead:
+            return 0
+        with self._begin() as conn:
+            result = conn.execute(
+                jobs.update().where(jobs.c.lease_owner.in_(dead))
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+        return int(result.rowcount or 0)
+
+    def release(self, job_ids: Iterable[str], owner: str) -> None:
+        ids = list(job_ids)
+        if not ids:
+            return
+        with self._begin() as conn:
+            conn.execute(
+                jobs.update().where(jobs.c.job_id.in_(ids)).where(jobs.c.lease_owner == owner)
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job | None:
+        with self._read() as conn:
+            row = conn.execute(sa.select(jobs).where(jobs.c.job_id == job_id)).mappings().first()
+        return None if row is None else _row_to_job(row)
+
+    def get_many(self, job_ids: Iterable[str]) -> dict[str, Job]:
+        ids = list(job_ids)
+        if not ids:
+            return {}
+        with self._read() as conn:
+            rows = conn.execute(sa.select(jobs).where(jobs.c.job_id.in_(ids))).mappings().all()
+        return {r["job_id"]: _row_to_job(r) for r in rows}
+
+    def resolve(self, prefix: str) -> Job:
+        """The job whose id is `prefix` or starts with it; errors say what matched."""
+        exact = self.get(prefix)
+        if exact is not None:
+            return exact
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(jobs).where(jobs.c.job_id.like(pattern, escape="\\")).limit(6)
+            ).mappings().all()
+        if not rows:
+            raise UnknownJob(f"no job id starts with {prefix!r}",
+                             fix="list the jobs with `cpworker jobs`")
+        if len(rows) > 1:
+            shown = ", ".join(r["job_id"] for r in rows[:5])
+            raise AmbiguousJob(f"{prefix!r} matches several jobs ({shown})",
+                               fix="give more characters of the job id")
+        return _row_to_job(rows[0])
+
+    def history(self, job_id: str) -> list[Event]:
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(events).where(events.c.job_id == job_id).order_by(events.c.seq)
+            ).mappings().all()
+        return [Event(r["job_id"], r["seq"], r["type"], r["at"], r["data"], r["version"])
+                for r in rows]
+
+    def histories(self, job_ids: Sequence[str] | None = None) -> Iterator[list[Event]]:
+        """Every job's history, one job at a time, in job-id order (for replay --all)."""
+        query = sa.select(events).order_by(events.c.job_id, events.c.seq)
+        if job_ids is not None:
+            query = query.where(events.c.job_id.in_(list(job_ids)))
+        current: list[Event] = []
+        with self._read() as conn:
+            for r in conn.execute(query).mappings():
+                event = Event(r["job_id"], r["seq"], r["type"], r["at"], r["data"], r["version"])
+                if current and current[0].job_id != event.job_id:
+                    yield current
+                    current = []
+                current.append(event)
+        if current:
+            yield current
+
+    def list_jobs(self, state: str | None = None, limit: int | None = None) -> list[Job]:
+        query = sa.select(jobs).order_by(jobs.c.created_at, jobs.c.job_id)
+        if state is not None:
+            query = query.where(jobs.c.state == state)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._read() as conn:
+            return [_row_to_job(r) for r in conn.execute(query).mappings()]
+
+    def by_execution(self, execution_id: str) -> list[Job]:
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(jobs).where(jobs.c.execution_id == execution_id)
+                .order_by(jobs.c.created_at, jobs.c.job_id)
+            ).mappings().all()
+        return [_row_to_job(r) for r in rows]
+
+    def count_active(self) -> int:
+        """Jobs not in a final state: what this worker still owes CodePipeline something for."""
+        with self._read() as conn:
+            value = conn.execute(
+                sa.select(sa.func.count()).select_from(jobs)
+                .where(jobs.c.state.not_in(_FINAL_VALUES))
+            ).scalar()
+        return int(value or 0)
+
+    def replace_projection(self, rebuilt: Sequence[Job]) -> None:
+        """Overwrite projection rows with rows rebuilt from the log (leases are kept)."""
+        with self._begin() as conn:
+            for job in rebuilt:
+                row = _job_to_row(job)
+                row.pop("job_id")
+                conn.execute(jobs.update().where(jobs.c.job_id == job.job_id).values(**row))
+
+    # --- transactions ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as error:
+            raise ConfigurationProblem(
+                f"the state database refused a write ({error.orig})",
+                fix="check that the database is reachable and writable, and that no other "
+                "program holds a long write lock on it",
+            ) from error
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(cpworker_read=True) as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+_UPDATE_JOB = (
+    jobs.update()
+    .where(jobs.c.job_id == sa.bindparam("b_job_id"))
+    .values({name: sa.bindparam(f"b_{name}") for name in _JOB_FIELDS if name != "job_id"})
+    .values(lease_owner=None, lease_expires_at=None)
+)
+"""A committed step ends the lease: the row is due again by next_due_at, for whoever claims it."""
+
+
+def _bind(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {f"b_{name}": value for name, value in row.items()}
+
+
+def _sqlite_setup(engine: Engine, synchronous: str) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Writers take the lock up front: a deferred transaction that later upgrades to a write
+        # can fail with SQLITE_BUSY at once, whatever the busy timeout.
+        read_only = conn.get_execution_options().get("cpworker_read", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def open_store(url: str, *, synchronous: str = "FULL", migrate: bool = True) -> EventStore:
+    """Open (and by default migrate) the store at a SQLAlchemy URL, e.g. sqlite:///state.db."""
+    if "://" not in url:
+        raise ConfigurationProblem(
+            f"{url!r} is not a database URL",
+            fix="use sqlite:///path/to/state.db or postgresql+psycopg://user@host/dbname",
+        )
+    synchronous = synchronous.upper()
+    if synchronous not in SQLITE_SYNCHRONOUS:
+        raise ConfigurationProblem(
+            f"unknown SQLite synchronous setting {synchronous!r}",
+            fix=f"use one of {', '.join(SQLITE_SYNCHRONOUS)}",
+        )
+    try:
+        engine = sa.create_engine(url, future=True)
+    except (sa.exc.ArgumentError, ImportError) as error:
+        raise ConfigurationProblem(
+            f"cannot open database {url!r}: {error}",
+            fix="check the URL; for PostgreSQL install the extra: pip install 'cpworker[postgres]'",
+        ) from error
+    if engine.dialect.name == "sqlite":
+        _sqlite_setup(engine, synchronous)
+    store = EventStore(engine)
+    if migrate:
+        store.migrate()
+    return store
+
+
+__all__ = ["EVENT_SCHEMA_VERSION", "Change", "EventStore", "open_store", "worker_id"]
