@@ -232,7 +232,10 @@ def text_diagram() -> str:
     """The transition table as aligned text, for a terminal."""
     rows = []
     for trigger, sources, dest in TRANSITIONS:
-        names = ", ".join(s.value for s in (sources if isinstance(sources, list) else [sources]))
+        listed = sources if isinstance(sources, list) else [sources]
+        names = ", ".join(s.value for s in listed)
+        if len(names) > 40:
+            names = f"any of {len(listed)} working states"
         rows.append((names, trigger, "(same)" if dest is None else dest.value))
     width = [max(len(r[i]) for r in rows) for i in range(2)]
     out = [f"{'from':<{width[0]}}  {'event':<{width[1]}}  to"]

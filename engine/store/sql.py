@@ -184,11 +184,13 @@ class EventStore:
             )
         return [_row_to_job(r) for r in rows]
 
-    def earliest_due(self, owner: str | None = None) -> float | None:
-        """When the next machine falls due (from the index), or None when nothing is waiting."""
-        query = sa.select(sa.func.min(jobs.c.next_due_at)).where(jobs.c.next_due_at.is_not(None))
-        if owner is not None:
-            query = query.where(sa.or_(jobs.c.lease_owner.is_(None), jobs.c.lease_owner == owner))
+    def earliest_due(self, now: float) -> float | None:
+        """When the next unleased machine falls due (from the index); None: nothing waits."""
+        query = (
+            sa.select(sa.func.min(jobs.c.next_due_at))
+            .where(jobs.c.next_due_at.is_not(None))
+            .where(sa.or_(jobs.c.lease_owner.is_(None), jobs.c.lease_expires_at < now))
+        )
         with self._read() as conn:
             value = conn.execute(query).scalar()
         return None if value is None else float(value)

@@ -1,0 +1,301 @@
+"""The `cpworker` command line: every setting a flag and a CPWORKER_* environment variable."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any, TypeVar
+
+import click
+
+from engine import __version__, defaults, logs
+from engine.errors import CpworkerError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _env(name: str) -> str:
+    return f"CPWORKER_{name}"
+
+
+def _option(*names: str, env: str, **kwargs: Any) -> Callable[[F], F]:
+    return click.option(*names, envvar=_env(env), show_envvar=True, show_default=True, **kwargs)
+
+
+class _Group(click.Group):
+    """Turns cpworker's own errors into one readable line and exit code 2, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CpworkerError as error:
+            click.echo(f"cpworker: {error}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@_option("--db", env="DB", default=defaults.DB_URL, help="State database (SQLAlchemy URL).")
+@_option("--sqlite-synchronous", env="SQLITE_SYNCHRONOUS", default=defaults.SQLITE_SYNCHRONOUS,
+         type=click.Choice(["OFF", "NORMAL", "FULL", "EXTRA"], case_sensitive=False),
+         help="SQLite durability: FULL survives a power cut, NORMAL only a crashed process.")
+@_option("--log-format", env="LOG_FORMAT", default="text", type=click.Choice(["text", "json"]),
+         help="Log lines as text or as JSON objects.")
+@_option("--log-level", env="LOG_LEVEL", default="INFO",
+         type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.version_option(__version__, prog_name="cpworker")
+@click.pass_context
+def main(ctx: click.Context, db: str, sqlite_synchronous: str, log_format: str,
+         log_level: str) -> None:
+    """cpworker: a durable job worker for AWS CodePipeline custom actions."""
+    logs.setup(log_format, log_level)
+    ctx.obj = {"db": db, "synchronous": sqlite_synchronous}
+
+
+def _store(ctx: click.Context) -> Any:
+    from engine.store import open_store
+
+    return open_store(ctx.obj["db"], synchronous=ctx.obj["synchronous"])
+
+
+# --- run ----------------------------------------------------------------------------------------
+
+
+@main.command()
+@_option("--until-idle", env="UNTIL_IDLE", is_flag=True,
+         help="Exit 0 once nothing is in flight or owed and a poll finds nothing.")
+@_option("--max-in-flight", env="MAX_IN_FLIGHT", default=defaults.MAX_IN_FLIGHT, type=int,
+         help="Jobs held at once; the poller asks for no more.")
+@_option("--effect-threads", env="EFFECT_THREADS", default=defaults.EFFECT_THREADS, type=int,
+         help="Effects (network calls) running at once.")
+@_option("--poll-interval", env="POLL_INTERVAL", default=defaults.POLL_INTERVAL, type=float,
+         help="Longest wait between polls when idle (seconds).")
+@_option("--poll-interval-min", env="POLL_INTERVAL_MIN", default=defaults.POLL_INTERVAL_MIN,
+         type=float, help="Wait between polls while jobs keep arriving (seconds).")
+@_option("--check-interval", env="CHECK_INTERVAL", default=defaults.CHECK_INTERVAL, type=float,
+         help="Seconds between looks at a running external run (unless the action sets it).")
+@_option("--max-attempts", env="MAX_ATTEMPTS", default=defaults.MAX_ATTEMPTS, type=int,
+         help="Attempts of one effect before the job fails.")
+@_option("--backoff-initial", env="BACKOFF_INITIAL", default=defaults.BACKOFF_INITIAL,
+         type=float, help="First retry delay (seconds), growing exponentially with jitter.")
+@_option("--backoff-max", env="BACKOFF_MAX", default=defaults.BACKOFF_MAX, type=float,
+         help="Longest retry delay (seconds).")
+@_option("--continuation-timeout", env="CONTINUATION_TIMEOUT",
+         default=defaults.CONTINUATION_TIMEOUT, type=float,
+         help="Give up an execution whose continuation job has not come after this (seconds).")
+@_option("--time-budget", env="TIME_BUDGET", default=defaults.TIME_BUDGET, type=float,
+         help="Cancel and fail an external run that takes longer (seconds).")
+@_option("--shutdown-grace", env="SHUTDOWN_GRACE", default=defaults.SHUTDOWN_GRACE, type=float,
+         help="On SIGTERM, wait this long for running effects (seconds).")
+@_option("--report-progress/--no-report-progress", env="REPORT_PROGRESS", default=True,
+         help="Report progress with continuation tokens (the console links to the run).")
+@_option("--action", "action_names", env="ACTIONS", multiple=True,
+         help="Action to run (entry-point name or module:Class); repeat; default: all installed.")
+@_option("--endpoint-url", env="CODEPIPELINE_URL", default=None,
+         help="CodePipeline endpoint (boto3 also reads AWS_ENDPOINT_URL_CODEPIPELINE).")
+@_option("--region", env="REGION", default=None,
+         help="AWS region (default: the AWS SDK's own settings, e.g. AWS_DEFAULT_REGION).")
+@click.pass_context
+def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads: int,
+        poll_interval: float, poll_interval_min: float, check_interval: float,
+        max_attempts: int, backoff_initial: float, backoff_max: float,
+        continuation_timeout: float, time_budget: float, shutdown_grace: float,
+        report_progress: bool, action_names: tuple[str, ...], endpoint_url: str | None,
+        region: str | None) -> None:
+    """Poll CodePipeline and work jobs, resuming whatever the log says is unfinished."""
+    from botocore.exceptions import NoRegionError
+
+    from engine.action import available_actions, load_action
+    from engine.codepipeline import CodePipeline, make_client
+    from engine.worker import Settings, Worker
+
+    names = list(action_names) or sorted(available_actions())
+    if not names:
+        raise click.UsageError("no action is installed; pass --action module:Class")
+    actions = {}
+    for name in names:
+        cls = load_action(name)
+        actions[getattr(cls, "name", name) if ":" in name else name] = cls()
+    try:
+        client = make_client(endpoint_url, region, f"cpworker/{__version__}")
+    except NoRegionError:
+        raise click.UsageError(
+            "no AWS region is set: pass --region or set AWS_DEFAULT_REGION") from None
+    settings = Settings(
+        max_in_flight=max_in_flight, effect_threads=effect_threads, poll_interval=poll_interval,
+        poll_interval_min=poll_interval_min, check_interval=check_interval,
+        max_attempts=max_attempts, backoff_initial=backoff_initial, backoff_max=backoff_max,
+        continuation_timeout=continuation_timeout, time_budget=time_budget,
+        shutdown_grace=shutdown_grace, report_progress=report_progress,
+    )
+    worker = Worker(_store(ctx), CodePipeline(client), actions, settings)
+    logs.scrub_with(worker.vault)
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        click.echo(f"cpworker: {signal.Signals(signum).name} received, stopping", err=True)
+        worker.stop()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+    ctx.exit(worker.run(until_idle=until_idle))
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--state", default=None, help="Only jobs in this state.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@click.pass_context
+def jobs(ctx: click.Context, state: str | None, as_json: bool) -> None:
+    """List jobs from the projection."""
+    from engine.history import iso
+
+    rows = _store(ctx).list_jobs(state)
+    if as_json:
+        click.echo(json.dumps([
+            {"job_id": j.job_id, "state": j.state.value, "action_type": j.action_type,
+             "execution_id": j.execution_id, "external_id": j.external_id,
+             "pipeline": j.pipeline.get("pipeline_name"), "created_at": iso(j.created_at),
+             "updated_at": iso(j.updated_at), "next_due_at": iso(j.next_due_at),
+             "reason": j.reason}
+            for j in rows
+        ], indent=2))
+        return
+    if not rows:
+        click.echo("no jobs" + (f" in state {state}" if state else ""))
+        return
+    click.echo(f"{'JOB':<36}  {'STATE':<21}  {'ACTION TYPE':<22}  {'UPDATED':<29}  EXTERNAL")
+    for j in rows:
+        click.echo(f"{j.job_id:<36}  {j.state.value:<21}  {j.action_type:<22}  "
+                   f"{iso(j.updated_at) or '':<29}  {j.external_id or '-'}")
+
+
+@main.command()
+@click.argument("job")
+@click.option("--json", "as_json", is_flag=True,
+              help='{"job_id", "state", "events": [{"seq", "type", "at", "data"}]}')
+@click.pass_context
+def inspect(ctx: click.Context, job: str, as_json: bool) -> None:
+    """A job's history as a timeline (a unique prefix of the id is enough)."""
+    from engine.history import inspect_json, timeline
+
+    store = _store(ctx)
+    found = store.resolve(job)
+    if as_json:
+        click.echo(json.dumps(inspect_json(store, found), indent=2))
+    else:
+        click.echo(timeline(store, found), nl=False)
+
+
+@main.command()
+@click.argument("job", required=False)
+@click.option("--all", "all_jobs", is_flag=True, help="Every job in the database.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def replay(ctx: click.Context, job: str | None, all_jobs: bool, as_json: bool) -> None:
+    """Fold recorded histories through the current machine; exit 1 on any problem."""
+    from engine.history import replay_jobs
+
+    if bool(job) == all_jobs:
+        raise click.UsageError("give a JOB or --all (not both)")
+    store = _store(ctx)
+    ids = None if all_jobs else [store.resolve(job or "").job_id]
+    reports = replay_jobs(store, ids)
+    bad = [r for r in reports if not r.ok]
+    if as_json:
+        click.echo(json.dumps({"ok": not bad, "jobs": [r.to_json() for r in reports]}, indent=2))
+    else:
+        for r in reports:
+            status = "ok" if r.ok else "PROBLEM"
+            click.echo(f"{r.job_id}  {r.events:>3} events  -> {r.state or '-':<21} {status}")
+            if r.error:
+                click.echo(f"    cannot accept: {r.error}")
+            for m in r.mismatches:
+                click.echo(f"    projection mismatch: {m}")
+        click.echo(f"{len(reports)} job(s) replayed, {len(bad)} with problems")
+    ctx.exit(1 if bad else 0)
+
+
+@main.command()
+@click.option("--format", "fmt", default="mermaid", type=click.Choice(["mermaid", "text"]),
+              show_default=True)
+def diagram(fmt: str) -> None:
+    """The job machine, drawn from its own definition."""
+    from engine.machine import mermaid, text_diagram
+
+    click.echo(mermaid() if fmt == "mermaid" else text_diagram(), nl=False)
+
+
+@main.command()
+def actions() -> None:
+    """Installed actions (entry-point group cpworker.actions)."""
+    from engine.action import available_actions
+
+    found = available_actions()
+    if not found:
+        click.echo("no actions installed")
+    for name, target in sorted(found.items()):
+        click.echo(f"{name}  {target}")
+
+
+# --- emulator -----------------------------------------------------------------------------------
+
+
+@main.command()
+@_option("--host", env="EMULATOR_HOST", default="127.0.0.1",
+         help="Address to listen on (loopback unless you mean otherwise: it hands out secrets).")
+@_option("--port", env="EMULATOR_PORT", default=4700, type=int,
+         help="CodePipeline emulator port (0: any free port).")
+@_option("--travis-port", env="EMULATOR_TRAVIS_PORT", default=4701, type=int,
+         help="Travis CI emulator port (0: any free port).")
+@_option("--ack-timeout", env="EMULATOR_ACK_TIMEOUT", default=30.0, type=float,
+         help="Seconds before a dispatched, unacknowledged job is handed out again.")
+@_option("--continuation-delay", env="EMULATOR_CONTINUATION_DELAY", default=30.0, type=float,
+         help="Seconds before a continuation job can be polled.")
+@_option("--job-timeout", env="EMULATOR_JOB_TIMEOUT", default=86400.0, type=float,
+         help="Seconds before a job times out.")
+@_option("--build-delay", env="EMULATOR_BUILD_DELAY", default=2.0, type=float,
+         help="Seconds before a Travis request turns into a build.")
+@_option("--seed", env="EMULATOR_SEED", default=0, type=int, help="Seed of fault injection.")
+def emulator(host: str, port: int, travis_port: int, ack_timeout: float,
+             continuation_delay: float, job_timeout: float, build_delay: float,
+             seed: int) -> None:
+    """Start the CodePipeline and Travis CI emulators until interrupted."""
+    from engine.emulator import CodePipelineEmulator, EmulatorServer, TravisEmulator
+
+    codepipeline = CodePipelineEmulator(ack_timeout=ack_timeout,
+                                        continuation_delay=continuation_delay,
+                                        job_timeout=job_timeout, seed=seed)
+    travis = TravisEmulator(build_delay=build_delay, seed=seed)
+    with EmulatorServer(codepipeline, host, port) as cp_server, \
+            EmulatorServer(travis, host, travis_port) as travis_server:
+        click.echo(f"CodePipeline job API emulator: {cp_server.url}  "
+                   f"(admin: {cp_server.url}/_emulator/)")
+        click.echo(f"Travis CI API v3 emulator:     {travis_server.url}  "
+                   f"(admin: {travis_server.url}/_emulator/)")
+        click.echo("\nPoint a worker (or boto3, or the AWS CLI) at them with:\n")
+        click.echo(f"  export AWS_ENDPOINT_URL_CODEPIPELINE={cp_server.url}")
+        click.echo("  export AWS_ACCESS_KEY_ID=emulator AWS_SECRET_ACCESS_KEY=emulator")
+        click.echo("  export AWS_DEFAULT_REGION=us-east-1")
+        click.echo(f"  export CPWORKER_TRAVIS_API_URL={travis_server.url}")
+        click.echo("\nPress Ctrl-C to stop.")
+        sys.stdout.flush()
+        stopped = threading.Event()
+
+        def _stop(_signum: int, _frame: FrameType | None) -> None:
+            stopped.set()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        while not stopped.wait(1.0):
+            pass
+    click.echo("emulators stopped")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,236 @@
+"""The CodePipeline job API as the engine uses it: calls in, outcomes out, limits respected.
+
+botocore's own retries are turned off: a retry is the machine's decision, recorded in the
+history, not a sleep hidden in a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from engine.outcomes import (
+    JSON,
+    Acknowledged,
+    FailureType,
+    Refused,
+    Rejected,
+    Reported,
+    RetryLater,
+    RunDetails,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_codepipeline import CodePipelineClient
+
+MAX_FAILURE_MESSAGE = 5000
+MAX_SUMMARY = 2048
+MAX_EXTERNAL_ID = 1500
+MAX_TOKEN = 2048
+MAX_OUTPUT_VARIABLES_BYTES = 122_880
+TOKEN_VERSION = 1
+
+_TRANSIENT = {
+    "ThrottlingException", "Throttling", "ThrottledException", "RequestLimitExceeded",
+    "InternalFailure", "InternalServerError", "ServiceUnavailable", "ServiceUnavailableException",
+    "RequestTimeout", "RequestTimeoutException", "ConcurrentModificationException",
+}
+_OUTPUT_KEY = re.compile(r"^[A-Za-z0-9@\-_]+$")
+
+
+def make_client(endpoint_url: str | None = None, region: str | None = None,
+                user_agent: str = "cpworker") -> CodePipelineClient:
+    """A boto3 client with timeouts and no hidden retries (AWS_ENDPOINT_URL_CODEPIPELINE works)."""
+    config = Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=30,
+        user_agent_extra=user_agent,
+    )
+    return boto3.client("codepipeline", endpoint_url=endpoint_url, region_name=region,
+                        config=config)
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` within `limit` characters, saying so when it was cut."""
+    if len(text) <= limit:
+        return text
+    marker = " [...cut]"
+    return text[: limit - len(marker)] + marker
+
+
+def encode_token(job_id: str, run: Mapping[str, JSON], details: Mapping[str, JSON] | None,
+                 run_started_at: float | None) -> str:
+    """The continuation token: enough to resume the run even where the log is not at hand.
+
+    It carries the action's run data (ids, never secrets) so a continuation job can pick up the
+    external run from the token alone; past 2048 characters only the job id is kept.
+    """
+    payload = {"v": TOKEN_VERSION, "job": job_id, "run": dict(run), "details": details,
+               "started": run_started_at}
+    token = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+    if len(token) > MAX_TOKEN:
+        token = json.dumps({"v": TOKEN_VERSION, "job": job_id}, separators=(",", ":"))
+    return token
+
+
+def decode_token(token: str) -> dict[str, Any] | None:
+    """The token's payload, or None when it is not one of ours (another worker's format)."""
+    try:
+        payload = json.loads(token)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or payload.get("v") != TOKEN_VERSION or "job" not in payload:
+        return None
+    return payload
+
+
+def execution_details(details: RunDetails | Mapping[str, JSON] | None) -> dict[str, Any] | None:
+    if details is None:
+        return None
+    if isinstance(details, Mapping):
+        found = RunDetails.from_json(details)
+        if found is None:
+            return None
+        details = found
+    out: dict[str, Any] = {}
+    if details.summary:
+        out["summary"] = cut(details.summary, MAX_SUMMARY)
+    if details.external_id:
+        out["externalExecutionId"] = cut(str(details.external_id), MAX_EXTERNAL_ID)
+    if details.percent is not None:
+        out["percentComplete"] = max(0, min(100, int(details.percent)))
+    return out or None
+
+
+def output_variables(variables: Mapping[str, str]) -> dict[str, str]:
+    """Valid keys only, within the total size CodePipeline accepts (largest values dropped)."""
+    valid = {k: str(v) for k, v in variables.items() if _OUTPUT_KEY.match(k)}
+    while valid and sum(len(k) + len(v) for k, v in valid.items()) > MAX_OUTPUT_VARIABLES_BYTES:
+        largest = max(valid, key=lambda k: len(valid[k]))
+        del valid[largest]
+    return valid
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _message(error: ClientError) -> str:
+    err = error.response.get("Error", {})
+    return f"{err.get('Code', 'error')}: {err.get('Message', '')}".strip()
+
+
+def _transient(error: Exception) -> RetryLater | None:
+    if isinstance(error, ClientError):
+        code = _code(error)
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in _TRANSIENT or status >= 500 or status == 429:
+            return RetryLater(f"CodePipeline answered {_message(error)}")
+        return None
+    if isinstance(error, BotoCoreError):
+        return RetryLater(f"cannot reach CodePipeline: {error}")
+    return None
+
+
+class CodePipeline:
+    """The five calls a job worker makes, each turned into an outcome for the machine."""
+
+    def __init__(self, client: CodePipelineClient) -> None:
+        self.client = client
+
+    def poll(self, type_id: Mapping[str, str], max_batch: int,
+             query: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """Raises ClientError/BotoCoreError: the poller backs off on its own."""
+        kwargs: dict[str, Any] = {"actionTypeId": dict(type_id), "maxBatchSize": max_batch}
+        if query:
+            kwargs["queryParam"] = dict(query)
+        response = self.client.poll_for_jobs(**kwargs)
+        return [dict(job) for job in response.get("jobs", [])]
+
+    def acknowledge(self, job_id: str, nonce: str | None) -> Acknowledged | Refused | RetryLater:
+        if not nonce:
+            return Refused("no nonce was recorded for this job")
+        try:
+            status = self.client.acknowledge_job(jobId=job_id, nonce=nonce).get("status")
+        except ClientError as error:
+            code = _code(error)
+            if code == "InvalidNonceException":
+                return Refused("another worker holds the job (InvalidNonceException: the nonce "
+                               "was replaced by a later dispatch)")
+            if code == "JobNotFoundException":
+                return Refused("CodePipeline no longer knows the job (JobNotFoundException)")
+            return _transient(error) or RetryLater(_message(error))
+        except BotoCoreError as error:
+            return RetryLater(f"cannot reach CodePipeline: {error}")
+        if status == "InProgress":
+            return Acknowledged()
+        return Refused(f"AcknowledgeJob answered status {status}, not InProgress")
+
+    def job_details(self, job_id: str) -> dict[str, Any]:
+        """GetJobDetails' data (with secrets). Raises ClientError/BotoCoreError."""
+        response = self.client.get_job_details(jobId=job_id)
+        return dict(response["jobDetails"].get("data", {}))
+
+    def report_progress(self, job_id: str, token: str,
+                        details: Mapping[str, JSON] | None,
+                        maybe_landed: bool) -> Reported | Rejected | RetryLater:
+        kwargs: dict[str, Any] = {"jobId": job_id, "continuationToken": cut(token, MAX_TOKEN)}
+        shown = execution_details(details)
+        if shown:
+            kwargs["executionDetails"] = shown
+        return self._put(self.client.put_job_success_result, kwargs, maybe_landed)
+
+    def report_success(self, job_id: str, details: Mapping[str, JSON] | None,
+                       variables: Mapping[str, str],
+                       maybe_landed: bool) -> Reported | Rejected | RetryLater:
+        kwargs: dict[str, Any] = {"jobId": job_id}
+        shown = execution_details(details)
+        if shown:
+            kwargs["executionDetails"] = shown
+        outputs = output_variables(variables)
+        if outputs:
+            kwargs["outputVariables"] = outputs
+        return self._put(self.client.put_job_success_result, kwargs, maybe_landed)
+
+    def report_failure(self, job_id: str, failure_type: str, message: str,
+                       external_id: str | None,
+                       maybe_landed: bool) -> Reported | Rejected | RetryLater:
+        try:
+            kind = FailureType(failure_type).value
+        except ValueError:
+            kind = FailureType.JOB_FAILED.value
+        failure: dict[str, Any] = {"type": kind,
+                                   "message": cut(message or "failed", MAX_FAILURE_MESSAGE)}
+        if external_id:
+            failure["externalExecutionId"] = cut(external_id, MAX_EXTERNAL_ID)
+        return self._put(self.client.put_job_failure_result,
+                         {"jobId": job_id, "failureDetails": failure}, maybe_landed)
+
+    @staticmethod
+    def _put(call: Any, kwargs: dict[str, Any],
+             maybe_landed: bool) -> Reported | Rejected | RetryLater:
+        try:
+            call(**kwargs)
+        except ClientError as error:
+            code = _code(error)
+            if code == "InvalidJobStateException":
+                if maybe_landed:
+                    return Reported("CodePipeline answered InvalidJobStateException to a repeated "
+                                    "report: the earlier attempt had landed")
+                return Rejected("CodePipeline no longer wants a result for this job "
+                                f"({_message(error)}): stopped, abandoned or timed out")
+            if code == "JobNotFoundException":
+                return Rejected(f"CodePipeline no longer knows the job ({_message(error)})")
+            return _transient(error) or RetryLater(
+                f"CodePipeline refused the report ({_message(error)})"
+            )
+        except BotoCoreError as error:
+            return RetryLater(f"cannot reach CodePipeline: {error}")
+        return Reported()

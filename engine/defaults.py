@@ -1,0 +1,47 @@
+"""Named defaults, one place. Each is also a `cpworker run` flag and a CPWORKER_* variable."""
+
+DB_URL = "sqlite:///state.db"
+"""The embedded default: one SQLite file in the working directory."""
+
+SQLITE_SYNCHRONOUS = "FULL"
+"""Survives a power cut, not only a killed process (see engine.store.sql)."""
+
+MAX_IN_FLIGHT = 1000
+"""Jobs this worker holds at once (acquired and not final); the poller asks for no more."""
+
+EFFECT_THREADS = 16
+"""Effects (HTTP calls) running at once."""
+
+POLL_INTERVAL = 30.0
+"""Longest wait between polls when idle; AWS's own workers poll every 30 s."""
+
+POLL_INTERVAL_MIN = 1.0
+"""Wait between polls while jobs keep arriving."""
+
+CHECK_INTERVAL = 30.0
+"""Seconds between two looks at a running external run, unless the action says otherwise."""
+
+MAX_ATTEMPTS = 6
+"""Attempts of one effect before the job fails (or, for a report, is given up)."""
+
+BACKOFF_INITIAL = 2.0
+BACKOFF_MAX = 300.0
+
+CONTINUATION_TIMEOUT = 900.0
+"""How long an execution waits for the continuation job CodePipeline owes it before giving up."""
+
+TIME_BUDGET = 23 * 3600.0
+"""An external run's time budget: under CodePipeline's 24 h custom-action timeout, so the run
+is cancelled and the job failed with a message before CodePipeline times it out silently."""
+
+SHUTDOWN_GRACE = 30.0
+"""Seconds SIGTERM waits for running effects before exiting; unfinished ones resume next start."""
+
+LEASE = 300.0
+"""How long a claimed machine is held; effects time out well inside it."""
+
+SECRET_CACHE = 512
+"""Jobs whose secrets are held in memory (LRU); a miss costs one GetJobDetails."""
+
+SECRET_MAX_AGE = 600.0
+"""Secrets and artifact credentials older than this are fetched again (credentials expire)."""

@@ -1,0 +1,158 @@
+"""Reading histories back: the inspect timeline and the replay check.
+
+Both read only the log (and compare with the projection); neither writes. Replay folds each
+recorded history through the machine as defined today, so a change that would strand old jobs
+is caught before it is deployed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from engine.errors import UnknownJob
+from engine.machine import IllegalEvent, JobState, next_state, replay
+from engine.projection import Event, Job, fold
+from engine.store import EventStore
+
+_SHOWN_KEYS = ("reason", "error", "attempt", "effect", "nonce", "by", "note", "message", "ok")
+
+
+def iso(at: float | None) -> str | None:
+    if at is None:
+        return None
+    return datetime.fromtimestamp(at, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def key_data(event: Event) -> str:
+    """The few fields of an event worth a glance in a timeline."""
+    data = event.data
+    parts: list[str] = []
+    details = data.get("details")
+    if isinstance(details, Mapping):
+        for name in ("external_id", "summary", "percent"):
+            if details.get(name) is not None:
+                parts.append(f"{name}={details[name]}")
+    report = data.get("report")
+    if isinstance(report, Mapping) and report.get("failure_type"):
+        parts.append(f"failure={report['failure_type']}")
+    for name in _SHOWN_KEYS:
+        if name in data and data[name] not in (None, ""):
+            parts.append(f"{name}={data[name]}")
+    if "due_at" in data:
+        parts.append(f"next={iso(float(data['due_at']))}")
+    if event.type == "acquired":
+        pipeline = data.get("pipeline") or {}
+        if isinstance(pipeline, Mapping) and pipeline.get("pipeline_name"):
+            parts.append(f"pipeline={pipeline['pipeline_name']}")
+        if data.get("continues"):
+            parts.append(f"continues={data['continues']}")
+        if data.get("problem"):
+            parts.append(f"problem={data['problem']}")
+    return ", ".join(parts)
+
+
+def inspect_json(store: EventStore, job: Job) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "state": job.state.value,
+        "action_type": job.action_type,
+        "execution_id": job.execution_id,
+        "external_id": job.external_id,
+        "continues": job.continues,
+        "continued_by": job.continued_by,
+        "events": [
+            {"seq": e.seq, "type": e.type, "at": iso(e.at), "data": dict(e.data)}
+            for e in store.history(job.job_id)
+        ],
+    }
+
+
+def timeline(store: EventStore, job: Job) -> str:
+    """The job's history as text; the other jobs of its action execution shown with it."""
+    family = store.by_execution(job.execution_id) or [job]
+    lines = [
+        f"execution {job.execution_id} ({job.action_type}), "
+        f"{len(family)} job(s); external run {job.external_id or '-'}",
+    ]
+    for member in family:
+        marker = "  <- asked for" if member.job_id == job.job_id else ""
+        lines.append("")
+        lines.append(f"job {member.job_id}  state {member.state.value}{marker}")
+        state = JobState.NEW
+        for event in store.history(member.job_id):
+            try:
+                state = next_state(state, event.type)
+                after = state.value
+            except IllegalEvent:
+                after = "?? (not accepted by this version)"
+            lines.append(f"  {iso(event.at)}  {event.seq:>3}  {event.type:<22} {after:<22} "
+                         f"{key_data(event)}".rstrip())
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class ReplayReport:
+    job_id: str
+    state: str | None
+    events: int
+    error: str | None = None
+    mismatches: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.mismatches
+
+    def to_json(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "state": self.state, "events": self.events,
+                "ok": self.ok, "error": self.error, "mismatches": self.mismatches}
+
+
+_COMPARED = ("state", "last_seq", "external_id", "execution_id", "next_due_at", "continued_by",
+             "attempt")
+
+
+def replay_history(history: list[Event], projected: Job | None) -> ReplayReport:
+    job_id = history[0].job_id if history else (projected.job_id if projected else "?")
+    result = replay([e.type for e in history], job_id)
+    report = ReplayReport(job_id, result.state.value, len(history))
+    if result.error is not None:
+        report.error = str(result.error)
+        return report
+    rebuilt = fold(history)
+    if projected is None:
+        report.mismatches.append("the job has events but no projection row")
+        return report
+    if rebuilt is None:
+        report.mismatches.append("the job has a projection row but no events")
+        return report
+    for name in _COMPARED:
+        want, have = getattr(rebuilt, name), getattr(projected, name)
+        if isinstance(want, float) and isinstance(have, float) and abs(want - have) < 1e-3:
+            continue
+        if want != have:
+            shown_want = want.value if isinstance(want, JobState) else want
+            shown_have = have.value if isinstance(have, JobState) else have
+            report.mismatches.append(f"{name}: log says {shown_want!r}, projection has "
+                                     f"{shown_have!r}")
+    return report
+
+
+def replay_jobs(store: EventStore, job_ids: Iterable[str] | None) -> list[ReplayReport]:
+    ids = None if job_ids is None else list(job_ids)
+    reports: list[ReplayReport] = []
+    seen: set[str] = set()
+    for history in store.histories(ids):
+        job_id = history[0].job_id
+        seen.add(job_id)
+        reports.append(replay_history(history, store.get(job_id)))
+    if ids is not None:
+        for missing in set(ids) - seen:
+            raise UnknownJob(f"job {missing} has no events")
+    else:
+        for job in store.list_jobs():
+            if job.job_id not in seen:
+                reports.append(replay_history([], job))
+    return reports

@@ -1,0 +1,149 @@
+"""Intake: a polled job becomes an `acquired` event (durably, with its nonce) before anything else.
+
+Also where bad input is caught: a job whose data cannot be worked is still recorded, with its
+problem, so the machine fails it with ConfigurationError and a readable message after the ack.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.action import Action
+from engine.clock import Clock
+from engine.codepipeline import decode_token
+from engine.effects import credentials_from
+from engine.machine import JobState
+from engine.outcomes import JSON
+from engine.projection import Event, Job, NewEvent, project
+from engine.secrets import SecretVault, redact_configuration
+from engine.store import Change, EventStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Intake:
+    """Records polled jobs for one action, in one transaction per poll."""
+
+    store: EventStore
+    vault: SecretVault
+    clock: Clock
+
+    def record(self, action_name: str, action: Action, polled: Sequence[Mapping[str, Any]]) -> int:
+        """Returns how many jobs are new to this worker."""
+        now = self.clock.now()
+        ids = [str(job.get("id", "")) for job in polled]
+        known = self.store.get_many([i for i in ids if i])
+        changes: list[Change] = []
+        joined: dict[str, Job] = {}
+        new = 0
+        for raw in polled:
+            job_id = str(raw.get("id", ""))
+            if not job_id:
+                log.error("CodePipeline returned a job without an id; it is ignored")
+                continue
+            data = raw.get("data") or {}
+            configuration = dict((data.get("actionConfiguration") or {}).get("configuration")
+                                 or {})
+            definition = action.definition()
+            self.vault.put(job_id, configuration, definition.secret_names,
+                           credentials_from(data), now)
+            existing = known.get(job_id)
+            if existing is not None:
+                changes.extend(self._redispatch(existing, str(raw.get("nonce", "")), now))
+                continue
+            event_data = self._acquired_data(action_name, action, raw, data, configuration)
+            event = Event(job_id, 1, "acquired", now, event_data)
+            changes.append(Change([event], project(None, event), new=True))
+            new += 1
+            continues = event_data.get("continues")
+            for previous in self.store.by_execution(str(event_data["execution_id"])):
+                if previous.job_id in joined:
+                    previous = joined[previous.job_id]
+                if previous.state in (JobState.AWAITING_CONTINUATION, JobState.HANDING_ON) and (
+                    continues in (None, previous.job_id)
+                ):
+                    joined[previous.job_id] = previous
+                    changes.append(_append(previous, NewEvent("continuation_joined",
+                                                              {"by": job_id}), now))
+        if changes:
+            self.store.commit(changes)
+            for change in changes:
+                log.info("job %s: %s -> %s", change.job.job_id,
+                         ", ".join(e.type for e in change.events), change.job.state.value,
+                         extra={"job_id": change.job.job_id, "state": change.job.state.value})
+        return new
+
+    @staticmethod
+    def _redispatch(job: Job, nonce: str, now: float) -> list[Change]:
+        """The same job handed out again (a missed ack): same machine, new nonce."""
+        if job.state is JobState.ACQUIRED and nonce and nonce != job.nonce:
+            return [_append(job, NewEvent("redispatched", {"nonce": nonce}), now)]
+        log.info("job %s was handed out again while %s; nothing to do", job.job_id,
+                 job.state.value)
+        return []
+
+    @staticmethod
+    def _acquired_data(action_name: str, action: Action, raw: Mapping[str, Any],
+                       data: Mapping[str, Any], configuration: Mapping[str, str]
+                       ) -> dict[str, JSON]:
+        definition = action.definition()
+        problems: list[str] = []
+        context = data.get("pipelineContext") or {}
+        execution_id = (context.get("action") or {}).get("actionExecutionId")
+        if not execution_id:
+            problems.append("the job data has no pipelineContext.action.actionExecutionId")
+            execution_id = str(raw.get("id"))
+        type_id = data.get("actionTypeId") or {}
+        if type_id and str(type_id.get("provider")) != definition.type_id.provider:
+            problems.append(f"the job is for action type {type_id}, not {definition.type_id}")
+        problems += definition.problems(configuration)
+        event: dict[str, JSON] = {
+            "nonce": str(raw.get("nonce", "")),
+            "action": action_name,
+            "action_type": str(definition.type_id),
+            "execution_id": str(execution_id),
+            "pipeline": {
+                "account_id": raw.get("accountId"),
+                "pipeline_name": context.get("pipelineName"),
+                "stage": (context.get("stage") or {}).get("name"),
+                "action_name": (context.get("action") or {}).get("name"),
+                "pipeline_execution_id": context.get("pipelineExecutionId"),
+                "pipeline_arn": context.get("pipelineArn"),
+                "configuration": redact_configuration(configuration, definition.secret_names),
+                "artifacts": {
+                    "input": [_artifact(a) for a in data.get("inputArtifacts") or []],
+                    "output": [_artifact(a) for a in data.get("outputArtifacts") or []],
+                },
+            },
+        }
+        token = data.get("continuationToken")
+        if token:
+            event["continuation_token"] = str(token)
+            payload = decode_token(str(token))
+            if payload is None:
+                problems.append("the continuation token was not written by cpworker, so the "
+                                "external run it refers to cannot be found")
+            else:
+                event["continues"] = payload.get("job")
+                event["run"] = payload.get("run") or {}
+                event["details"] = payload.get("details")
+                event["run_started_at"] = payload.get("started")
+        if problems:
+            event["problem"] = (f"the job for action {definition.type_id} cannot be worked: "
+                                + "; ".join(problems))
+        return event
+
+
+def _artifact(artifact: Mapping[str, Any]) -> dict[str, JSON]:
+    location = (artifact.get("location") or {}).get("s3Location") or {}
+    return {"name": artifact.get("name"), "revision": artifact.get("revision"),
+            "bucket": location.get("bucketName"), "key": location.get("objectKey")}
+
+
+def _append(job: Job, new: NewEvent, now: float) -> Change:
+    event = Event(job.job_id, job.last_seq + 1, new.type, now, new.data)
+    return Change([event], project(job, event), new=False)

@@ -1,0 +1,111 @@
+"""The single poller: one loop asks CodePipeline for jobs of every registered action type.
+
+It asks for no more jobs than the engine has room for (maxBatchSize = free capacity), quickly
+while jobs keep coming and backing off with jitter to the configured maximum when idle, and it
+records every job durably (intake) before the scheduler may acknowledge it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from engine.action import Action
+from engine.clock import Clock
+from engine.codepipeline import CodePipeline
+from engine.intake import Intake
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 100
+"""PollForJobs has no documented maximum; a hundred jobs per call keeps one intake commit small."""
+
+
+@dataclass
+class PollRound:
+    found: int
+    new: int
+    errors: int
+
+
+class Poller:
+    def __init__(
+        self,
+        codepipeline: CodePipeline,
+        actions: Mapping[str, Action],
+        intake: Intake,
+        clock: Clock,
+        capacity: Callable[[], int],
+        on_jobs: Callable[[], None],
+        min_interval: float = 1.0,
+        max_interval: float = 30.0,
+        query: Mapping[str, Mapping[str, str]] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.codepipeline = codepipeline
+        self.actions = actions
+        self.intake = intake
+        self.clock = clock
+        self.capacity = capacity
+        self.on_jobs = on_jobs
+        self.min_interval = min(min_interval, max_interval)
+        self.max_interval = max_interval
+        self.query = query or {}
+        self.rng = rng or random.Random()
+        self.interval = self.min_interval
+        self.rounds = 0
+        self.last_round: PollRound | None = None
+
+    def poll_once(self) -> PollRound:
+        """One round over every action type, within the free capacity."""
+        found = new = errors = 0
+        for name, action in self.actions.items():
+            free = self.capacity()
+            if free <= 0:
+                break
+            type_id = action.definition().type_id
+            try:
+                jobs = self.codepipeline.poll(type_id.to_api(), min(free, MAX_BATCH),
+                                              self.query.get(name))
+            except (ClientError, BotoCoreError) as error:
+                errors += 1
+                log.warning("PollForJobs for %s failed: %s", type_id, error)
+                continue
+            if jobs:
+                found += len(jobs)
+                new += self.intake.record(name, action, jobs)
+        self.rounds += 1
+        self.last_round = PollRound(found, new, errors)
+        if found:
+            self.on_jobs()
+        return self.last_round
+
+    def next_interval(self, last: PollRound) -> float:
+        """Quick while jobs arrive; doubling with jitter up to the maximum when idle or failing."""
+        if last.found and not last.errors:
+            self.interval = self.min_interval
+        else:
+            self.interval = min(self.max_interval, max(self.min_interval, self.interval * 2))
+        jitter = self.rng.uniform(0.8, 1.0) if self.interval < self.max_interval else \
+            self.rng.uniform(0.9, 1.0)
+        return self.interval * jitter
+
+    def run(self, stop: threading.Event, full: threading.Event | None = None) -> None:
+        """Poll until `stop`; `full` (optional) is set when there was no room to ask for jobs."""
+        while not stop.is_set():
+            if self.capacity() <= 0:
+                if full is not None:
+                    full.set()
+                self.clock.wait(stop, self.min_interval)
+                continue
+            try:
+                last = self.poll_once()
+            except Exception:  # the poller is a loop that must outlive any single bad round
+                log.exception("poll round failed")
+                last = PollRound(0, 0, 1)
+            self.clock.wait(stop, self.next_interval(last))

@@ -1,0 +1,172 @@
+"""The scheduler loop: claim due machines, run their effects in a bounded pool, group-commit.
+
+Ordering is the point: the events that lead to an effect are committed before the effect runs
+(the intent to submit is durable before the submit; the run id is durable before it is
+reported), and the outcomes of many effects are committed together, one transaction per round.
+The loop sleeps until the earliest due time or a wake-up; it never busy-waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from engine.clock import Clock
+from engine.decide import NoDecision, Policy, step
+from engine.effects import Effects
+from engine.errors import ConcurrencyConflict
+from engine.machine import Effect, effect_of
+from engine.outcomes import Outcome, RetryLater
+from engine.projection import Event, Job
+from engine.store import Change, EventStore
+
+log = logging.getLogger(__name__)
+
+IDLE_WAIT = 5.0
+"""Longest sleep with nothing due: the store may gain due jobs from another process."""
+
+
+@dataclass
+class RoundStats:
+    committed: int = 0
+    started: int = 0
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: EventStore,
+        effects: Effects,
+        clock: Clock,
+        policy_for: Callable[[str], Policy],
+        owner: str,
+        pool_size: int = 8,
+        lease_for: float = 300.0,
+        on_event: Callable[[Job, list[Event]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.effects = effects
+        self.clock = clock
+        self.policy_for = policy_for
+        self.owner = owner
+        self.pool_size = pool_size
+        self.lease_for = lease_for
+        self.on_event = on_event
+        self.wake = threading.Event()
+        self._done: queue.SimpleQueue[tuple[Job, Outcome]] = queue.SimpleQueue()
+        self._in_flight: set[str] = set()
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="effect")
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._in_flight)
+
+    def run_round(self, claim: bool = True) -> RoundStats:
+        """Commit finished effects, then start the due ones. Returns what it did."""
+        stats = RoundStats()
+        outcomes: list[tuple[Job, Outcome | None]] = []
+        while True:
+            try:
+                outcomes.append(self._done.get_nowait())
+            except queue.Empty:
+                break
+        free = self.pool_size - self.in_flight
+        claimed: list[Job] = []
+        if claim and free > 0:
+            with self._lock:
+                busy = set(self._in_flight) | {job.job_id for job, _ in outcomes}
+            claimed = self.store.claim_due(self.clock.now(), free, self.owner, self.lease_for,
+                                           skip=busy)
+        to_start: list[tuple[Job, Effect]] = []
+        for job in claimed:
+            effect = effect_of(job.state)
+            if effect is None:
+                continue
+            if effect in (Effect.DECIDE, Effect.EXPIRE):
+                outcomes.append((job, self.effects.run(job, effect) if effect is Effect.EXPIRE
+                                 else None))
+            else:
+                to_start.append((job, effect))
+        stats.committed = self._commit(outcomes)
+        for job, effect in to_start:
+            self._start(job, effect)
+        stats.started = len(to_start)
+        return stats
+
+    def _commit(self, outcomes: list[tuple[Job, Outcome | None]]) -> int:
+        if not outcomes:
+            return 0
+        now = self.clock.now()
+        changes: list[Change] = []
+        for job, outcome in outcomes:
+            try:
+                new_events, after = step(job, outcome, now, self.policy_for(job.action),
+                                         self.owner)
+            except NoDecision as error:
+                log.error("%s; the outcome is dropped and the job retried", error)
+                new_events, after = step(job, RetryLater(str(error)), now,
+                                         self.policy_for(job.action), self.owner)
+            stored = [Event(job.job_id, job.last_seq + i + 1, e.type, now, e.data)
+                      for i, e in enumerate(new_events)]
+            changes.append(Change(stored, after, new=False))
+        try:
+            self.store.commit(changes)
+            written = changes
+        except ConcurrencyConflict:
+            lost = self.store.commit_each(changes)
+            for change in lost:
+                log.warning("job %s: another writer moved it first; this outcome is dropped",
+                            change.job.job_id)
+            written = [c for c in changes if c not in lost]
+        if self.on_event is not None:
+            for change in written:
+                self.on_event(change.job, list(change.events))
+        return len(written)
+
+    def _start(self, job: Job, effect: Effect) -> None:
+        with self._lock:
+            self._in_flight.add(job.job_id)
+
+        def work() -> None:
+            try:
+                outcome = self.effects.run(job, effect)
+            finally:
+                with self._lock:
+                    self._in_flight.discard(job.job_id)
+            self._done.put((job, outcome))
+            self.wake.set()
+
+        self._pool.submit(work)
+
+    def wait(self, max_wait: float) -> None:
+        """Sleep until the earliest due machine, a finished effect or a wake-up from the poller."""
+        if not self._done.empty():
+            return
+        due = self.store.earliest_due(self.clock.now()) if self.in_flight < self.pool_size else None
+        timeout = max_wait
+        if due is not None:
+            timeout = min(timeout, max(0.0, due - self.clock.now()))
+        if timeout > 0:
+            self.clock.wait(self.wake, timeout)
+        self.wake.clear()
+
+    def drain(self, grace: float) -> None:
+        """Let running effects finish (at most `grace` seconds) and commit what they return."""
+        deadline = self.clock.now() + grace
+        while self.in_flight and self.clock.now() < deadline:
+            self.clock.wait(self.wake, min(0.2, max(0.0, deadline - self.clock.now())))
+            self.wake.clear()
+            self.run_round(claim=False)
+        self.run_round(claim=False)
+        if self.in_flight:
+            log.warning("%d effect(s) still running after %.0f s; their jobs resume at the next "
+                        "start from the log", self.in_flight, grace)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

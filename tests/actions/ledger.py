@@ -1,0 +1,88 @@
+"""A minimal action whose external system is a directory, shared by every process that runs it.
+
+Each run is a file named by the action execution id (the marker), so a resumed submission finds
+its earlier run instead of starting another; every run actually started is one line in
+`submissions.log`, which is how the crash tests count duplicates across killed processes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from engine import Action, Cancelled, Done, Failed, FailureType, InProgress, JobContext, RunDetails
+from engine.outcomes import ActionOutcome
+
+EXPECTED_TOKEN_PREFIX = "ledger-secret-"
+
+
+class LedgerAction(Action):
+    name = "ledger"
+    definition_package = "tests.actions"
+    definition_file = "ledger.json"
+
+    def submit(self, job: JobContext) -> ActionOutcome:
+        if not job.configuration["Token"].startswith(EXPECTED_TOKEN_PREFIX):
+            return Failed(FailureType.PERMISSION_ERROR, "the ledger refused the token")
+        ledger = Path(job.configuration["Ledger"])
+        run_file = ledger / f"{job.execution_id}.json"
+        with _locked(ledger):
+            if job.resumed and run_file.exists():
+                run = json.loads(run_file.read_text())
+            else:
+                run = {"run_id": f"run-{uuid.uuid4().hex[:12]}", "checks": 0, "cancelled": False}
+                run_file.write_text(json.dumps(run))
+                with open(ledger / "submissions.log", "a") as log:
+                    log.write(f"{job.execution_id} {run['run_id']} {job.job_id}\n")
+        return InProgress(RunDetails(run["run_id"], "running", 0), {"run_id": run["run_id"]})
+
+    def check(self, job: JobContext) -> ActionOutcome:
+        ledger = Path(job.configuration["Ledger"])
+        steps = int(job.configuration.get("Steps") or "2")
+        with _locked(ledger):
+            run_file = ledger / f"{job.execution_id}.json"
+            run: dict[str, Any] = json.loads(run_file.read_text())
+            run["checks"] += 1
+            run_file.write_text(json.dumps(run))
+        details = RunDetails(run["run_id"], "running", min(99, 100 * run["checks"] // steps))
+        if run["cancelled"]:
+            return Failed(FailureType.JOB_FAILED, f"run {run['run_id']} was cancelled")
+        if run["checks"] < steps:
+            return InProgress(details)
+        outcome = job.configuration["Outcome"]
+        if outcome == "pass":
+            return Done(RunDetails(run["run_id"], "passed", 100), {"RunId": run["run_id"]})
+        if outcome == "fail":
+            return Failed(FailureType.JOB_FAILED, f"run {run['run_id']} failed",
+                          RunDetails(run["run_id"], "failed"))
+        raise RuntimeError(f"the ledger broke while checking {run['run_id']}")
+
+    def cancel(self, job: JobContext) -> Cancelled:
+        ledger = Path(job.configuration["Ledger"])
+        with _locked(ledger):
+            run_file = ledger / f"{job.execution_id}.json"
+            if not run_file.exists():
+                return Cancelled(True, "no run to cancel")
+            run = json.loads(run_file.read_text())
+            run["cancelled"] = True
+            run_file.write_text(json.dumps(run))
+        return Cancelled(True, f"run {run['run_id']} cancelled")
+
+
+class _locked:
+    """An flock on the ledger, so several worker processes see one consistent external system."""
+
+    def __init__(self, ledger: Path) -> None:
+        self.path = ledger / ".lock"
+
+    def __enter__(self) -> None:
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
