@@ -208,7 +208,7 @@ class Action(ABC):
         """Stop the external run because nobody wants its result any more."""
         return Cancelled(True, "this action has nothing to cancel")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most actions hold nothing
         """Release connections at shutdown."""
 
 

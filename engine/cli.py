@@ -92,6 +92,8 @@ def _store(ctx: click.Context) -> Any:
          help="On SIGTERM, wait this long for running effects (seconds).")
 @_option("--report-progress/--no-report-progress", env="REPORT_PROGRESS", default=True,
          help="Report progress with continuation tokens (the console links to the run).")
+@_option("--progress-interval", env="PROGRESS_INTERVAL", default=defaults.PROGRESS_INTERVAL,
+         type=float, help="Report progress at least this often while a run goes on (seconds).")
 @_option("--action", "action_names", env="ACTIONS", multiple=True,
          help="Action to run (entry-point name or module:Class); repeat; default: all installed.")
 @_option("--endpoint-url", env="CODEPIPELINE_URL", default=None,
@@ -103,8 +105,8 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
         poll_interval: float, poll_interval_min: float, check_interval: float,
         max_attempts: int, backoff_initial: float, backoff_max: float,
         continuation_timeout: float, time_budget: float, shutdown_grace: float,
-        report_progress: bool, action_names: tuple[str, ...], endpoint_url: str | None,
-        region: str | None) -> None:
+        report_progress: bool, progress_interval: float, action_names: tuple[str, ...],
+        endpoint_url: str | None, region: str | None) -> None:
     """Poll CodePipeline and work jobs, resuming whatever the log says is unfinished."""
     from botocore.exceptions import NoRegionError
 
@@ -130,6 +132,7 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
         max_attempts=max_attempts, backoff_initial=backoff_initial, backoff_max=backoff_max,
         continuation_timeout=continuation_timeout, time_budget=time_budget,
         shutdown_grace=shutdown_grace, report_progress=report_progress,
+        progress_interval=progress_interval,
     )
     worker = Worker(_store(ctx), CodePipeline(client), actions, settings)
     logs.scrub_with(worker.vault)
@@ -142,6 +145,36 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
     ctx.exit(worker.run(until_idle=until_idle))
+
+
+@main.command()
+@click.argument("action_names", nargs=-1)
+@click.option("--dry-run", is_flag=True, help="Say what would be done; change nothing.")
+@_option("--endpoint-url", env="CODEPIPELINE_URL", default=None,
+         help="CodePipeline endpoint (boto3 also reads AWS_ENDPOINT_URL_CODEPIPELINE).")
+@_option("--region", env="REGION", default=None, help="AWS region.")
+def register(action_names: tuple[str, ...], dry_run: bool, endpoint_url: str | None,
+             region: str | None) -> None:
+    """Create the custom action type of each ACTION (default: all installed) in CodePipeline."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from engine.action import available_actions, load_action
+    from engine.codepipeline import make_client
+    from engine.registration import register as register_type
+
+    names = list(action_names) or sorted(available_actions())
+    if not names:
+        raise click.UsageError("no action is installed; name one (module:Class)")
+    client = make_client(endpoint_url, region, f"cpworker/{__version__}")
+    for name in names:
+        definition = load_action(name).definition()
+        try:
+            result = register_type(client, definition, dry_run=dry_run)
+        except (ClientError, BotoCoreError) as error:
+            raise CpworkerError(f"registering {definition.type_id} failed: {error}",
+                                fix="check the AWS credentials, region and the "
+                                "codepipeline:CreateCustomActionType permission") from error
+        click.echo(f"{result.type_id}: {result.status}")
 
 
 # --- reading ------------------------------------------------------------------------------------

@@ -53,6 +53,9 @@ class Policy:
     continuation_timeout: float = 900.0
     time_budget: float = 23 * 3600.0
     report_progress: bool = True
+    progress_interval: float = 300.0
+    """Hand on at least this often while a run goes on: the console's summary stays fresh, and a
+    stopped execution is noticed (its next report is refused) without waiting for the run's end."""
     backoff: Callable[[int], float] = field(default_factory=tenacity_backoff)
 
 
@@ -95,9 +98,11 @@ def decide(
             if _out_of_time(job, now, policy):
                 return [NewEvent("run_timed_out", {
                     "run": dict(outcome.data),
-                    "reason": f"the action's time budget of {_duration(policy.time_budget)} ran out",
+                    "reason": f"the action's time budget of {_duration(policy.time_budget)} "
+                    "ran out",
                 })]
-            if _should_hand_on(job, outcome.details, policy):
+            if _should_hand_on(job, outcome.details, policy) or _report_due(job, outcome, now,
+                                                                            policy):
                 return [_hand_on(outcome.details, outcome.data)]
             return [NewEvent("checked", _progress_data(outcome, now, policy, details=None))]
         if isinstance(outcome, Done):
@@ -106,23 +111,22 @@ def decide(
             return [_failed(outcome)]
     elif state is JobState.HANDING_ON:
         if isinstance(outcome, Reported):
-            return [NewEvent("continuation_reported", {"due_at": now + policy.continuation_timeout})]
+            deadline = now + policy.continuation_timeout
+            return [NewEvent("continuation_reported", {"due_at": deadline})]
         if isinstance(outcome, Rejected):
             return [NewEvent("job_rejected", {"reason": outcome.reason})]
-    elif state is JobState.AWAITING_CONTINUATION:
-        if isinstance(outcome, Expired):
-            return [NewEvent("continuation_missing", {
-                "reason": "CodePipeline sent no continuation job within "
-                f"{_duration(policy.continuation_timeout)}; the execution is given up",
-            })]
+    elif state is JobState.AWAITING_CONTINUATION and isinstance(outcome, Expired):
+        return [NewEvent("continuation_missing", {
+            "reason": "CodePipeline sent no continuation job within "
+            f"{_duration(policy.continuation_timeout)}; the execution is given up",
+        })]
     elif state in (JobState.REPORTING_SUCCESS, JobState.REPORTING_FAILURE):
         if isinstance(outcome, Reported):
             return [NewEvent("result_reported", {"note": outcome.note} if outcome.note else {})]
         if isinstance(outcome, Rejected):
             return [NewEvent("job_rejected", {"reason": outcome.reason})]
-    elif state in (JobState.CANCELLING, JobState.TIMING_OUT):
-        if isinstance(outcome, Cancelled):
-            return [_cancelled(job, outcome)]
+    elif state in (JobState.CANCELLING, JobState.TIMING_OUT) and isinstance(outcome, Cancelled):
+        return [_cancelled(job, outcome)]
     raise NoDecision(
         f"job {job.job_id}: no rule for outcome {type(outcome).__name__} in state {state.value!r}"
     )
@@ -175,6 +179,12 @@ def _should_hand_on(job: Job, details: RunDetails | None, policy: Policy) -> boo
     return previous is None or (previous.external_id, previous.summary) != (
         details.external_id, details.summary
     )
+
+
+def _report_due(job: Job, outcome: InProgress, now: float, policy: Policy) -> bool:
+    """A job older than the progress interval hands on even with nothing new to say."""
+    return (policy.report_progress and outcome.details is not None
+            and now - job.created_at >= policy.progress_interval)
 
 
 def _hand_on(details: RunDetails | None, run: Mapping[str, JSON] | None = None) -> NewEvent:

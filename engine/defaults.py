@@ -27,6 +27,10 @@ MAX_ATTEMPTS = 6
 BACKOFF_INITIAL = 2.0
 BACKOFF_MAX = 300.0
 
+PROGRESS_INTERVAL = 300.0
+"""Longest time one job holds a running external run before handing on with a progress report;
+that report is also how a stopped execution is noticed while its run goes on."""
+
 CONTINUATION_TIMEOUT = 900.0
 """How long an execution waits for the continuation job CodePipeline owes it before giving up."""
 

@@ -42,7 +42,7 @@ def setup(fmt: str = "text", level: str = "INFO") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("botocore", "boto3", "urllib3", "alembic"):
+    for noisy in ("botocore", "boto3", "urllib3", "alembic", "transitions"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     for vault in _vaults:
         handler.addFilter(ScrubbingFilter(vault))

@@ -23,7 +23,7 @@ class JobState(str, Enum):
     ACKNOWLEDGED = "acknowledged"
     """CodePipeline confirmed this worker owns the job."""
     SUBMITTED = "submitted"
-    """The intent to start the external run is durable; the submission may or may not have landed."""
+    """The intent to start the external run is durable; the submission may not have landed."""
     RUNNING = "running"
     """The external run exists; its id is durable; it is checked at intervals."""
     HANDING_ON = "handing_on"
@@ -203,12 +203,13 @@ def replay(event_types: Iterable[str], job_id: str | None = None) -> ReplayResul
     machine = Machine(model=model, **_machine_config())  # type: ignore[arg-type]
     accepted = 0
     for event_type in event_types:
-        if event_type not in EVENT_TYPES:
-            return ReplayResult(model.state, accepted, IllegalEvent(model.state, event_type, job_id))
+        before = model.state
         try:
+            if event_type not in EVENT_TYPES:
+                raise MachineError(f"unknown event type {event_type!r}")
             machine.events[event_type].trigger(model)
         except MachineError:
-            return ReplayResult(model.state, accepted, IllegalEvent(model.state, event_type, job_id))
+            return ReplayResult(before, accepted, IllegalEvent(before, event_type, job_id))
         accepted += 1
     return ReplayResult(model.state, accepted, None)
 

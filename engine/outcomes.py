@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Union
+from typing import Any
 
 JSON = Any
 """A JSON-serialisable value (what the event log can hold)."""
@@ -94,7 +94,7 @@ class Failed:
     details: RunDetails | None = None
 
 
-ActionOutcome = Union[Done, InProgress, RetryLater, Failed]
+ActionOutcome = Done | InProgress | RetryLater | Failed
 
 
 # --- what the engine's CodePipeline effects return --------------------------------------------
@@ -107,7 +107,7 @@ class Acknowledged:
 
 @dataclass(frozen=True)
 class Refused:
-    """CodePipeline will not let this worker work the job (nonce taken, job gone, not InProgress)."""
+    """CodePipeline will not let this worker have the job (nonce taken, job gone, not running)."""
 
     reason: str
 
@@ -139,5 +139,7 @@ class Expired:
     """A timer with no I/O went off (a continuation that never came)."""
 
 
-Outcome = Union[Done, InProgress, RetryLater, Failed, Acknowledged, Refused, Reported, Rejected,
-                Cancelled, Expired]
+Outcome = (
+    Done | InProgress | RetryLater | Failed | Acknowledged | Refused | Reported | Rejected
+    | Cancelled | Expired
+)

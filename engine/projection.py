@@ -15,7 +15,7 @@ from engine.machine import JobState, effect_of, is_final, next_state
 from engine.outcomes import JSON
 
 EVENT_SCHEMA_VERSION = 1
-"""Bumped when the shape of event data changes; old events keep the version they were written with."""
+"""Bumped when the shape of event data changes; old events keep the version they were written in."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class Job:
     reason: str | None = None
     """The last reason recorded (why it failed, was lost, abandoned...)."""
     intent_by: str | None = None
-    """The worker process that recorded the intent to submit: another one must look before it leaps."""
+    """The worker that recorded the intent to submit: any other must look before it leaps."""
 
     @property
     def final(self) -> bool:

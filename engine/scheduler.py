@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from engine import crashpoints
 from engine.clock import Clock
 from engine.decide import NoDecision, Policy, step
 from engine.effects import Effects
@@ -124,6 +125,7 @@ class Scheduler:
                 log.warning("job %s: another writer moved it first; this outcome is dropped",
                             change.job.job_id)
             written = [c for c in changes if c not in lost]
+        crashpoints.reached("after_commit")
         if self.on_event is not None:
             for change in written:
                 self.on_event(change.job, list(change.events))
@@ -135,7 +137,9 @@ class Scheduler:
 
         def work() -> None:
             try:
+                crashpoints.reached(f"before:{effect.value}")
                 outcome = self.effects.run(job, effect)
+                crashpoints.reached(f"after:{effect.value}")
             finally:
                 with self._lock:
                     self._in_flight.discard(job.job_id)

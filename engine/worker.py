@@ -46,6 +46,7 @@ class Settings:
     secret_cache: int = defaults.SECRET_CACHE
     secret_max_age: float = defaults.SECRET_MAX_AGE
     report_progress: bool = True
+    progress_interval: float = defaults.PROGRESS_INTERVAL
     query: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
@@ -73,6 +74,7 @@ class Worker:
                 continuation_timeout=self.settings.continuation_timeout,
                 time_budget=action.time_budget or self.settings.time_budget,
                 report_progress=self.settings.report_progress,
+                progress_interval=self.settings.progress_interval,
                 backoff=backoff,
             )
             for name, action in self.actions.items()

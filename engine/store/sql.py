@@ -1,4 +1,4 @@
-"""EventStore: appends events and updates the projection in one transaction, on SQLite or PostgreSQL.
+"""EventStore: events appended and the projection updated in one transaction (SQLite, PostgreSQL).
 
 Durability: on SQLite the store uses WAL with `synchronous=FULL` by default. WAL alone survives a
 killed process; FULL also survives a power cut, which matters here because the order "intent
@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from engine.errors import AmbiguousJob, ConcurrencyConflict, ConfigurationProblem, UnknownJob
@@ -43,7 +43,7 @@ class Change:
     """True when the job has no row yet (its first event)."""
 
 
-def _row_to_job(row: Mapping[str, Any]) -> Job:
+def _row_to_job(row: RowMapping) -> Job:
     values = {name: row[name] for name in _JOB_FIELDS}
     values["state"] = JobState(values["state"])
     values["pipeline"] = values["pipeline"] or {}
@@ -62,7 +62,7 @@ def _job_to_row(job: Job) -> dict[str, Any]:
 
 
 def worker_id() -> str:
-    """host:pid:random: unique per process, and tells whether a lease's holder may still be alive."""
+    """host:pid:random: unique per process; tells whether a lease's holder may still be alive."""
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
 
 

@@ -1,0 +1,199 @@
+"""The machine's decisions, fed made-up outcomes: no network, no database, no clock."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from engine.decide import NoDecision, Policy, decide, step, tenacity_backoff
+from engine.machine import JobState
+from engine.outcomes import (
+    Acknowledged,
+    Cancelled,
+    Done,
+    Expired,
+    Failed,
+    FailureType,
+    InProgress,
+    Refused,
+    Rejected,
+    Reported,
+    RetryLater,
+    RunDetails,
+)
+from engine.projection import Job, NewEvent
+
+NOW = 1_000_000.0
+POLICY = Policy(check_interval=30.0, max_attempts=3, continuation_timeout=600.0,
+                time_budget=3600.0, backoff=lambda attempt: 10.0 * attempt)
+
+
+def job(state: JobState, **changes: object) -> Job:
+    base = Job(job_id="j", state=state, action="ledger", action_type="Test/Custom/Ledger/1",
+               execution_id="x", created_at=NOW - 100, updated_at=NOW - 1, last_seq=5,
+               next_due_at=NOW, nonce="n1")
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def types(events: list[NewEvent]) -> list[str]:
+    return [e.type for e in events]
+
+
+def test_an_acknowledged_new_job_records_the_intent_to_submit_before_anything() -> None:
+    events, after = step(job(JobState.ACQUIRED), Acknowledged(), NOW, POLICY, "worker-a")
+    assert types(events) == ["acknowledged", "submit_intended"]
+    assert after.state is JobState.SUBMITTED and after.intent_by == "worker-a"
+    assert after.next_due_at == NOW
+
+
+def test_an_acknowledged_continuation_resumes_running_without_submitting() -> None:
+    continuation = job(JobState.ACQUIRED, continues="j0", run={"run_id": "r"})
+    events, after = step(continuation, Acknowledged(), NOW, POLICY)
+    assert types(events) == ["acknowledged", "continuation_resumed"]
+    assert after.state is JobState.RUNNING and after.run == {"run_id": "r"}
+
+
+def test_a_malformed_job_fails_with_configuration_error_after_the_ack() -> None:
+    events, after = step(job(JobState.ACQUIRED, problem="Owner is missing"), Acknowledged(),
+                         NOW, POLICY)
+    assert types(events) == ["acknowledged", "run_failed"]
+    assert after.state is JobState.REPORTING_FAILURE
+    assert after.pending is not None
+    assert after.pending["failure_type"] == "ConfigurationError"
+    assert after.pending["message"] == "Owner is missing"
+
+
+def test_a_refused_ack_loses_the_job_with_its_reason() -> None:
+    events, after = step(job(JobState.ACQUIRED), Refused("nonce taken"), NOW, POLICY)
+    assert types(events) == ["job_lost"] and after.state is JobState.LOST
+    assert after.reason == "nonce taken" and after.next_due_at is None
+
+
+def test_a_started_run_is_durable_and_then_reported_as_progress() -> None:
+    outcome = InProgress(RunDetails("b-7", "created", 0), {"request": 41})
+    events, after = step(job(JobState.SUBMITTED), outcome, NOW, POLICY)
+    assert types(events) == ["run_started", "progress_changed"]
+    assert after.state is JobState.HANDING_ON
+    assert after.external_id == "b-7" and after.run == {"request": 41}
+    assert after.pending == {"details": {"external_id": "b-7", "summary": "created",
+                                         "percent": 0}}
+    assert after.run_started_at == NOW
+
+
+def test_without_progress_reports_a_started_run_is_checked_at_the_interval() -> None:
+    quiet = replace(POLICY, report_progress=False)
+    events, after = step(job(JobState.SUBMITTED), InProgress(RunDetails("b")), NOW, quiet)
+    assert types(events) == ["run_started"]
+    assert after.state is JobState.RUNNING and after.next_due_at == NOW + 30.0
+
+
+def test_an_unchanged_run_is_checked_again_when_the_action_asks() -> None:
+    running = job(JobState.RUNNING, details={"external_id": "b", "summary": "started"},
+                  run_started_at=NOW - 10)
+    events, after = step(running, InProgress(RunDetails("b", "started", 40), check_in=5.0),
+                         NOW, POLICY)
+    assert types(events) == ["checked"] and after.next_due_at == NOW + 5.0
+
+
+def test_a_changed_summary_hands_the_job_on() -> None:
+    running = job(JobState.RUNNING, details={"external_id": "b", "summary": "created"},
+                  run_started_at=NOW - 10)
+    events, after = step(running, InProgress(RunDetails("b", "started", 10)), NOW, POLICY)
+    assert types(events) == ["progress_changed"] and after.state is JobState.HANDING_ON
+
+
+def test_a_run_past_its_time_budget_is_cancelled_then_failed() -> None:
+    running = job(JobState.RUNNING, run_started_at=NOW - 3600, details={"external_id": "b"})
+    events, after = step(running, InProgress(RunDetails("b")), NOW, POLICY)
+    assert types(events) == ["run_timed_out"] and after.state is JobState.TIMING_OUT
+    events, after = step(after, Cancelled(True, "cancelled b"), NOW, POLICY)
+    assert types(events) == ["run_cancelled"] and after.state is JobState.REPORTING_FAILURE
+    assert after.pending is not None and after.pending["failure_type"] == "JobFailed"
+    assert "1 h" in str(after.pending["message"]) and "cancelled" in str(after.pending["message"])
+
+
+@pytest.mark.parametrize("state", [JobState.SUBMITTED, JobState.RUNNING])
+def test_done_and_failed_lead_to_their_reports(state: JobState) -> None:
+    _, after = step(job(state), Done(RunDetails("b", "passed", 100), {"BuildId": "b"}),
+                         NOW, POLICY)
+    assert after.state is JobState.REPORTING_SUCCESS
+    assert after.pending is not None and after.pending["output_variables"] == {"BuildId": "b"}
+    _, after = step(job(state), Failed(FailureType.PERMISSION_ERROR, "403"), NOW, POLICY)
+    assert after.state is JobState.REPORTING_FAILURE
+    assert after.pending is not None and after.pending["failure_type"] == "PermissionError"
+
+
+def test_reports_end_in_the_final_states() -> None:
+    assert step(job(JobState.REPORTING_SUCCESS), Reported(), NOW, POLICY)[1].state \
+        is JobState.SUCCEEDED
+    assert step(job(JobState.REPORTING_FAILURE), Reported(), NOW, POLICY)[1].state \
+        is JobState.FAILED
+    _, after = step(job(JobState.HANDING_ON), Reported(), NOW, POLICY)
+    assert after.state is JobState.AWAITING_CONTINUATION and after.next_due_at == NOW + 600.0
+
+
+def test_a_rejected_progress_report_cancels_the_run_and_abandons_the_job() -> None:
+    _, after = step(job(JobState.HANDING_ON), Rejected("stopped"), NOW, POLICY)
+    assert after.state is JobState.CANCELLING and after.reason == "stopped"
+    _, after = step(after, Cancelled(True, "ok"), NOW, POLICY)
+    assert after.state is JobState.ABANDONED
+
+
+def test_a_rejected_final_report_abandons_the_job() -> None:
+    _, after = step(job(JobState.REPORTING_SUCCESS), Rejected("timed out"), NOW, POLICY)
+    assert after.state is JobState.ABANDONED and after.reason == "timed out"
+
+
+def test_a_continuation_that_never_comes_is_given_up_and_the_run_cancelled() -> None:
+    events, after = step(job(JobState.AWAITING_CONTINUATION), Expired(), NOW, POLICY)
+    assert types(events) == ["continuation_missing"] and after.state is JobState.CANCELLING
+    assert "no continuation job within 10 min" in str(after.reason)
+
+
+def test_retries_are_recorded_one_by_one_then_fail_with_the_outcomes_type() -> None:
+    current = job(JobState.SUBMITTED)
+    delays = []
+    for attempt in (1, 2):
+        events, current = step(current, RetryLater("HTTP 503"), NOW, POLICY)
+        assert types(events) == ["attempt_failed"] and current.attempt == attempt
+        assert events[0].data["error"] == "HTTP 503"
+        assert current.next_due_at is not None
+        delays.append(current.next_due_at - NOW)
+    assert delays == [10.0, 20.0]
+    events, current = step(current, RetryLater("HTTP 503", failure_type=FailureType.JOB_FAILED),
+                           NOW, POLICY)
+    assert current.state is JobState.REPORTING_FAILURE
+    assert current.pending is not None and current.pending["failure_type"] == "JobFailed"
+    assert "gave up after 3 attempts to submit: HTTP 503" in str(current.pending["message"])
+
+
+def test_uncounted_retries_wait_as_told_until_the_time_budget_ends() -> None:
+    current = job(JobState.RUNNING, run_started_at=NOW - 100)
+    for _ in range(10):
+        _, current = step(current, RetryLater("limit", after=120.0, counted=False), NOW,
+                               POLICY)
+        assert current.state is JobState.RUNNING and current.attempt == 0
+        assert current.next_due_at == NOW + 120.0
+    late = replace(current, run_started_at=NOW - 3600)
+    _, after = step(late, RetryLater("limit", counted=False), NOW, POLICY)
+    assert after.state is JobState.REPORTING_FAILURE
+    assert "out of time" in str(after.reason)
+
+
+def test_reports_that_keep_failing_are_given_up() -> None:
+    current = job(JobState.REPORTING_SUCCESS, attempt=2)
+    events, after = step(current, RetryLater("throttled"), NOW, POLICY)
+    assert types(events) == ["gave_up"] and after.state is JobState.ABANDONED
+
+
+def test_an_outcome_with_no_rule_is_a_bug_not_input() -> None:
+    with pytest.raises(NoDecision, match="no rule for outcome Reported in state 'running'"):
+        decide(job(JobState.RUNNING), Reported(), NOW, POLICY)
+
+
+def test_tenacity_backoff_grows_and_stays_bounded() -> None:
+    backoff = tenacity_backoff(initial=1.0, maximum=60.0)
+    samples = [backoff(n) for n in range(1, 12)]
+    assert samples[0] < 3.0 and max(samples) <= 60.0
+    assert samples[-1] > samples[1]

@@ -1,0 +1,149 @@
+"""The job machine: every legal move works, every other (state, event) pair is refused,
+and the hot-path table agrees with the `transitions` Machine used for replay."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from engine.machine import (
+    EFFECTS,
+    EVENT_TYPES,
+    FINAL,
+    Effect,
+    IllegalEvent,
+    JobState,
+    mermaid,
+    next_state,
+    replay,
+    text_diagram,
+)
+
+S = JobState
+WORKING = [S.ACQUIRED, S.SUBMITTED, S.RUNNING, S.HANDING_ON, S.REPORTING_SUCCESS,
+           S.REPORTING_FAILURE, S.TIMING_OUT, S.CANCELLING]
+
+# The lifecycle, written out once more by hand: the specification the table must meet.
+LEGAL: dict[tuple[JobState, str], JobState] = {
+    (S.NEW, "acquired"): S.ACQUIRED,
+    (S.ACQUIRED, "redispatched"): S.ACQUIRED,
+    (S.ACQUIRED, "acknowledged"): S.ACKNOWLEDGED,
+    (S.ACQUIRED, "job_lost"): S.LOST,
+    (S.ACKNOWLEDGED, "submit_intended"): S.SUBMITTED,
+    (S.ACKNOWLEDGED, "continuation_resumed"): S.RUNNING,
+    (S.ACKNOWLEDGED, "run_failed"): S.REPORTING_FAILURE,
+    (S.SUBMITTED, "run_started"): S.RUNNING,
+    (S.SUBMITTED, "run_succeeded"): S.REPORTING_SUCCESS,
+    (S.SUBMITTED, "run_failed"): S.REPORTING_FAILURE,
+    (S.RUNNING, "checked"): S.RUNNING,
+    (S.RUNNING, "progress_changed"): S.HANDING_ON,
+    (S.RUNNING, "run_succeeded"): S.REPORTING_SUCCESS,
+    (S.RUNNING, "run_failed"): S.REPORTING_FAILURE,
+    (S.RUNNING, "run_timed_out"): S.TIMING_OUT,
+    (S.HANDING_ON, "continuation_reported"): S.AWAITING_CONTINUATION,
+    (S.HANDING_ON, "continuation_joined"): S.HANDED_ON,
+    (S.HANDING_ON, "job_rejected"): S.CANCELLING,
+    (S.HANDING_ON, "gave_up"): S.ABANDONED,
+    (S.AWAITING_CONTINUATION, "continuation_joined"): S.HANDED_ON,
+    (S.AWAITING_CONTINUATION, "continuation_missing"): S.CANCELLING,
+    (S.REPORTING_SUCCESS, "result_reported"): S.SUCCEEDED,
+    (S.REPORTING_SUCCESS, "job_rejected"): S.ABANDONED,
+    (S.REPORTING_SUCCESS, "gave_up"): S.ABANDONED,
+    (S.REPORTING_FAILURE, "result_reported"): S.FAILED,
+    (S.REPORTING_FAILURE, "job_rejected"): S.ABANDONED,
+    (S.REPORTING_FAILURE, "gave_up"): S.ABANDONED,
+    (S.TIMING_OUT, "run_cancelled"): S.REPORTING_FAILURE,
+    (S.CANCELLING, "run_cancelled"): S.ABANDONED,
+    **{(state, "attempt_failed"): state for state in WORKING},
+}
+
+PATHS: dict[str, tuple[list[str], JobState]] = {
+    "pass": (["acquired", "acknowledged", "submit_intended", "run_started", "checked",
+              "run_succeeded", "result_reported"], S.SUCCEEDED),
+    "fail": (["acquired", "acknowledged", "submit_intended", "run_started", "run_failed",
+              "result_reported"], S.FAILED),
+    "handed on": (["acquired", "acknowledged", "submit_intended", "run_started",
+                   "progress_changed", "continuation_reported", "continuation_joined"],
+                  S.HANDED_ON),
+    "continuation": (["acquired", "redispatched", "acknowledged", "continuation_resumed",
+                      "checked", "run_succeeded", "result_reported"], S.SUCCEEDED),
+    "abandoned": (["acquired", "acknowledged", "submit_intended", "run_started",
+                   "progress_changed", "job_rejected", "run_cancelled"], S.ABANDONED),
+    "lost": (["acquired", "attempt_failed", "job_lost"], S.LOST),
+    "timed out": (["acquired", "acknowledged", "submit_intended", "run_started",
+                   "run_timed_out", "attempt_failed", "run_cancelled", "result_reported"],
+                  S.FAILED),
+}
+
+
+ALL_PAIRS = [(state, event) for state in JobState for event in sorted(EVENT_TYPES)]
+
+
+@pytest.mark.parametrize(("state", "event"), ALL_PAIRS)
+def test_every_state_event_pair(state: JobState, event: str) -> None:
+    expected = LEGAL.get((state, event))
+    if expected is None:
+        with pytest.raises(IllegalEvent) as raised:
+            next_state(state, event, "job-1")
+        assert "job-1" in str(raised.value) and state.value in str(raised.value)
+    else:
+        assert next_state(state, event) is expected
+
+
+def test_the_table_has_no_move_the_specification_lacks() -> None:
+    for state, event in itertools.product(JobState, sorted(EVENT_TYPES)):
+        try:
+            got = next_state(state, event)
+        except IllegalEvent:
+            continue
+        assert LEGAL[(state, event)] is got
+
+
+@pytest.mark.parametrize("name", sorted(PATHS))
+def test_replay_with_transitions_reaches_the_same_state(name: str) -> None:
+    events, final = PATHS[name]
+    result = replay(events)
+    assert result.error is None and result.state is final and result.accepted == len(events)
+    state = S.NEW
+    for event in events:
+        state = next_state(state, event)
+    assert state is final
+
+
+def test_replay_reports_the_first_event_it_cannot_accept() -> None:
+    result = replay(["acquired", "acknowledged", "run_started", "checked"], "job-9")
+    assert result.accepted == 2 and result.state is S.ACKNOWLEDGED
+    assert result.error is not None and result.error.event_type == "run_started"
+    assert "allowed here" in str(result.error)
+
+
+def test_replay_names_an_event_type_this_version_does_not_know() -> None:
+    result = replay(["acquired", "teleported"])
+    assert result.error is not None and "does not know" in str(result.error)
+
+
+def test_final_states_have_no_effect_and_accept_nothing() -> None:
+    for state in FINAL:
+        assert state not in EFFECTS
+        for event in EVENT_TYPES:
+            with pytest.raises(IllegalEvent):
+                next_state(state, event)
+
+
+def test_every_working_state_has_exactly_one_effect() -> None:
+    for state in JobState:
+        if state in FINAL or state is S.NEW:
+            continue
+        assert isinstance(EFFECTS[state], Effect)
+
+
+def test_diagrams_are_drawn_from_the_table() -> None:
+    drawn = mermaid()
+    for (state, event), dest in LEGAL.items():
+        if state is S.NEW:
+            assert f"[*] --> {dest.value}: {event}" in drawn
+        else:
+            assert f"{state.value} --> {dest.value}: {event}" in drawn
+    text = text_diagram()
+    assert all(event in text for event in EVENT_TYPES)
