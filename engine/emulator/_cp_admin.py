@@ -1,0 +1,206 @@
+"""The CodePipeline emulator's admin HTTP routes under /_emulator/: CodePipeline's own side of
+the job API (start and stop executions), inspection and fault control, for tests and tools that
+run the emulator in another process. No SigV4 and no faults here: this is the test's hand on the
+service, not a client of it.
+
+Routes map one to one onto CodePipelineEmulator's Python methods, so they are documented there.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from engine.emulator._http import Request, Response
+
+if TYPE_CHECKING:
+    from engine.emulator.codepipeline import CodePipelineEmulator
+
+_START_KEYS = {
+    "action_type",
+    "configuration",
+    "pipeline_name",
+    "stage",
+    "action",
+    "input_artifacts",
+    "output_artifacts",
+    "encryption_key",
+}
+
+
+class _AdminError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+Handler = Callable[["CodePipelineEmulator", Request, "re.Match[str]"], Response]
+
+
+def handle(emulator: CodePipelineEmulator, request: Request) -> Response:
+    """Route one admin request; every refusal is JSON {"error": ...} a person can act on."""
+    try:
+        allowed = []
+        for method, pattern, handler in _ROUTES:
+            match = pattern.fullmatch(request.path.rstrip("/") or "/")
+            if match is None:
+                continue
+            if method == request.method:
+                return handler(emulator, request, match)
+            allowed.append(method)
+        if allowed:
+            raise _AdminError(
+                405,
+                f"{request.method} is not allowed on {request.path}; use {' or '.join(allowed)}",
+            )
+        raise _AdminError(
+            404, f"no admin route {request.path}; see CodePipelineEmulator's docstring"
+        )
+    except _AdminError as error:
+        return Response.json(error.status, {"error": error.message})
+    except KeyError as error:
+        return Response.json(404, {"error": str(error.args[0]) if error.args else "not found"})
+    except (ValueError, TypeError) as error:
+        return Response.json(400, {"error": str(error)})
+
+
+def _body(request: Request, known: set[str]) -> dict[str, Any]:
+    try:
+        body = request.json()
+    except (ValueError, UnicodeDecodeError) as error:
+        raise _AdminError(400, f"the request body is not JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise _AdminError(400, f"the request body must be a JSON object, not {type(body).__name__}")
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise _AdminError(400, f"unknown keys {unknown}; known: {sorted(known)}")
+    return body
+
+
+def _typed(body: Mapping[str, Any], key: str, kinds: tuple[type, ...], what: str) -> None:
+    value = body.get(key)
+    if key in body and (not isinstance(value, kinds) or isinstance(value, bool) != (bool in kinds)):
+        raise _AdminError(400, f"{key} must be {what}, not {value!r}")
+
+
+def _health(emulator: CodePipelineEmulator, request: Request, match: re.Match[str]) -> Response:
+    return Response.json(
+        200,
+        {
+            "status": "ok",
+            "service": "codepipeline",
+            "region": emulator.region,
+            "accountId": emulator.account_id,
+            "now": emulator.clock.now(),
+        },
+    )
+
+
+def _start(emulator: CodePipelineEmulator, request: Request, match: re.Match[str]) -> Response:
+    body = _body(request, _START_KEYS)
+    if "action_type" not in body:
+        raise _AdminError(400, 'action_type is required, e.g. "Test/Custom/Travis/1"')
+    _typed(body, "action_type", (str, dict), 'a "Category/Owner/Provider/Version" string or object')
+    _typed(body, "configuration", (dict,), "an object of strings")
+    configuration = body.get("configuration") or {}
+    if not all(isinstance(v, str) for v in configuration.values()):
+        raise _AdminError(400, "configuration values must be strings, as CodePipeline stores them")
+    for key in ("pipeline_name", "stage", "action", "encryption_key"):
+        _typed(body, key, (str,), "a string")
+    for key in ("input_artifacts", "output_artifacts"):
+        _typed(body, key, (int, list), "a count or a list of artifact names")
+    kwargs = {k: v for k, v in body.items() if k not in ("action_type", "configuration")}
+    started = emulator.start_execution(body["action_type"], configuration, **kwargs)
+    return Response.json(201, started)
+
+
+def _stop(emulator: CodePipelineEmulator, request: Request, match: re.Match[str]) -> Response:
+    body = _body(request, {"abandon", "reason"})
+    _typed(body, "abandon", (bool,), "true or false")
+    _typed(body, "reason", (str,), "a string")
+    execution_id = match["id"]
+    emulator.stop_execution(
+        execution_id, abandon=body.get("abandon", True), reason=body.get("reason", "")
+    )
+    return Response.json(200, emulator.execution(execution_id))
+
+
+def _executions(emulator: CodePipelineEmulator, request: Request, match: re.Match[str]) -> Response:
+    return Response.json(200, {"executions": emulator.executions()})
+
+
+def _execution(emulator: CodePipelineEmulator, request: Request, match: re.Match[str]) -> Response:
+    return Response.json(200, emulator.execution(match["id"]))
+
+
+def _jobs(emulator: CodePipelineEmulator, request: Request, match: re.Match[str]) -> Response:
+    return Response.json(200, {"jobs": emulator.jobs(request.param("status"))})
+
+
+def _job(emulator: CodePipelineEmulator, request: Request, match: re.Match[str]) -> Response:
+    return Response.json(200, emulator.job(match["id"]))
+
+
+def _action_types(
+    emulator: CodePipelineEmulator, request: Request, match: re.Match[str]
+) -> Response:
+    return Response.json(200, {"actionTypes": emulator.action_types()})
+
+
+def _calls(emulator: CodePipelineEmulator, request: Request, match: re.Match[str]) -> Response:
+    return Response.json(200, {"calls": emulator.call_counts()})
+
+
+def _get_faults(emulator: CodePipelineEmulator, request: Request, match: re.Match[str]) -> Response:
+    return Response.json(200, emulator.faults.as_dict())
+
+
+def _set_faults(emulator: CodePipelineEmulator, request: Request, match: re.Match[str]) -> Response:
+    try:
+        payload = request.json()
+    except (ValueError, UnicodeDecodeError) as error:
+        raise _AdminError(400, f"the request body is not JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise _AdminError(400, "the fault settings must be a JSON object")
+    emulator.faults.configure_from(payload)
+    return Response.json(200, emulator.faults.as_dict())
+
+
+def _advance(emulator: CodePipelineEmulator, request: Request, match: re.Match[str]) -> Response:
+    body = _body(request, {"seconds"})
+    _typed(body, "seconds", (int, float), "a number of seconds")
+    advance = getattr(emulator.clock, "advance", None)
+    if advance is None:
+        raise _AdminError(
+            409, "this emulator runs on a real clock; start it with a FakeClock to move time"
+        )
+    advance(float(body.get("seconds", 0)))
+    return Response.json(200, {"now": emulator.clock.now()})
+
+
+def _reset(emulator: CodePipelineEmulator, request: Request, match: re.Match[str]) -> Response:
+    emulator.reset()
+    return Response.json(200, {"status": "reset"})
+
+
+_ID = r"(?P<id>[^/]+)"
+_ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
+    (method, re.compile("/_emulator" + path), handler)
+    for method, path, handler in [
+        ("GET", "/health", _health),
+        ("POST", "/executions", _start),
+        ("GET", "/executions", _executions),
+        ("GET", f"/executions/{_ID}", _execution),
+        ("POST", f"/executions/{_ID}/stop", _stop),
+        ("GET", "/jobs", _jobs),
+        ("GET", f"/jobs/{_ID}", _job),
+        ("GET", "/action-types", _action_types),
+        ("GET", "/calls", _calls),
+        ("GET", "/faults", _get_faults),
+        ("POST", "/faults", _set_faults),
+        ("POST", "/clock/advance", _advance),
+        ("POST", "/reset", _reset),
+    ]
+]

@@ -1,0 +1,230 @@
+"""Executions and jobs as data: their states, what they remember, and how they look on the wire
+(JobData) and to a test (the admin views).
+
+The lifecycle that moves them lives in codepipeline.py; this module holds no clock and no lock.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import re
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from engine.emulator._cp_action_types import ActionType
+
+_ARTIFACT_NAME = re.compile(r"[a-zA-Z0-9_\-]{1,100}")
+_B64 = string.ascii_letters + string.digits + "+/"
+
+
+class JobStatus(str, Enum):
+    """AWS's JobStatus values, plus Abandoned: an emulator-only state for the jobs of an
+    execution stopped with abandon, which AcknowledgeJob reports as Failed (the closest value)."""
+
+    CREATED = "Created"
+    QUEUED = "Queued"
+    DISPATCHED = "Dispatched"
+    IN_PROGRESS = "InProgress"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    TIMED_OUT = "TimedOut"
+    ABANDONED = "Abandoned"
+
+
+TERMINAL = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.ABANDONED}
+)
+
+
+class ExecutionStatus(str, Enum):
+    """A subset of PipelineExecutionStatus: an execution here is one run of one custom action."""
+
+    IN_PROGRESS = "InProgress"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+@dataclass
+class Execution:
+    id: str
+    action_execution_id: str
+    action_type: ActionType
+    pipeline_name: str
+    stage: str
+    action: str
+    configuration: dict[str, str]
+    input_artifacts: list[dict[str, Any]]
+    output_artifacts: list[dict[str, Any]]
+    encryption_key: str | None
+    started_at: float
+    status: ExecutionStatus = ExecutionStatus.IN_PROGRESS
+    job_ids: list[str] = field(default_factory=list)
+    ended_at: float | None = None
+    stop_reason: str | None = None
+    abandoned: bool = False
+    execution_details: dict[str, Any] | None = None
+    failure_details: dict[str, Any] | None = None
+    output_variables: dict[str, str] | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (
+            ExecutionStatus.STOPPED,
+            ExecutionStatus.SUCCEEDED,
+            ExecutionStatus.FAILED,
+        )
+
+
+@dataclass
+class Job:
+    id: str
+    execution: Execution
+    created_at: float
+    available_at: float
+    continuation_token: str | None
+    status: JobStatus
+    nonce: str | None = None
+    past_nonces: list[str] = field(default_factory=list)
+    dispatch_count: int = 0
+    dispatched_at: float | None = None
+    acknowledged_at: float | None = None
+    completed_at: float | None = None
+    status_reason: str = ""
+    issued_credentials: list[dict[str, str]] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+def job_data(job: Job, *, account_id: str, region: str, rng: random.Random) -> dict[str, Any]:
+    """JobData as AWS sends it: secrets in plain text and artifact credentials fresh per call."""
+    execution = job.execution
+    data: dict[str, Any] = {
+        "actionTypeId": execution.action_type.type_id,
+        "actionConfiguration": {"configuration": dict(execution.configuration)},
+        "pipelineContext": {
+            "pipelineName": execution.pipeline_name,
+            "stage": {"name": execution.stage},
+            "action": {
+                "name": execution.action,
+                "actionExecutionId": execution.action_execution_id,
+            },
+            "pipelineArn": f"arn:aws:codepipeline:{region}:{account_id}:{execution.pipeline_name}",
+            "pipelineExecutionId": execution.id,
+        },
+        "inputArtifacts": copy.deepcopy(execution.input_artifacts),
+        "outputArtifacts": copy.deepcopy(execution.output_artifacts),
+        "artifactCredentials": _issue_credentials(job, rng),
+    }
+    if job.continuation_token is not None:
+        data["continuationToken"] = job.continuation_token
+    if execution.encryption_key is not None:
+        data["encryptionKey"] = {"id": execution.encryption_key, "type": "KMS"}
+    return data
+
+
+def _issue_credentials(job: Job, rng: random.Random) -> dict[str, str]:
+    """STS-looking keys, random per call and long enough never to occur by chance, so the
+    worker's tests can grep a database or a log for them and prove they were not kept."""
+    credentials = {
+        "accessKeyId": "ASIA"
+        + "".join(rng.choice(string.ascii_uppercase + "234567") for _ in range(16)),
+        "secretAccessKey": "".join(rng.choice(_B64) for _ in range(40)),
+        "sessionToken": "IQoJb3JpZ2luX2Vj" + "".join(rng.choice(_B64) for _ in range(340)),
+    }
+    job.issued_credentials.append(dict(credentials))
+    return credentials
+
+
+def artifacts(
+    given: int | Sequence[str],
+    limits: Mapping[str, int],
+    *,
+    side: str,
+    pipeline: str,
+    bucket: str,
+    rng: random.Random,
+) -> list[dict[str, Any]]:
+    """Input or output artifacts for a new execution, within the action type's counts.
+
+    Inputs carry a revision (a commit-like hash); outputs only a location, as AWS sends them.
+    Object keys are shortened the way CodePipeline shortens them for its credential policies.
+    """
+    if isinstance(given, int):
+        prefix = "SourceArtifact" if side == "input" else "OutputArtifact"
+        names = [prefix if i == 0 else f"{prefix}{i + 1}" for i in range(given)]
+    else:
+        names = list(given)
+    low, high = limits["minimumCount"], limits["maximumCount"]
+    if not low <= len(names) <= high:
+        raise ValueError(f"the action type takes {low}-{high} {side} artifacts, not {len(names)}")
+    if any(not _ARTIFACT_NAME.fullmatch(n) for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"{side} artifact names must be unique and match [a-zA-Z0-9_-]+: {names}")
+    out = []
+    for name in names:
+        suffix = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(7))
+        artifact: dict[str, Any] = {
+            "name": name,
+            "location": {
+                "type": "S3",
+                "s3Location": {
+                    "bucketName": bucket,
+                    "objectKey": f"{pipeline[:20]}/{name[:20]}/{suffix}",
+                },
+            },
+        }
+        if side == "input":
+            artifact["revision"] = f"{rng.getrandbits(160):040x}"
+        out.append(artifact)
+    return out
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    """A job for tests and the admin API. It shows the nonce, the configuration and every set
+    of artifact credentials issued, on purpose: a worker's tests need them to assert that the
+    worker used the right nonce and kept no secret. Never log it."""
+    execution = job.execution
+    return {
+        "id": job.id,
+        "status": job.status.value,
+        "statusReason": job.status_reason,
+        "actionTypeId": execution.action_type.type_id,
+        "pipelineName": execution.pipeline_name,
+        "pipelineExecutionId": execution.id,
+        "actionExecutionId": execution.action_execution_id,
+        "continuationToken": job.continuation_token,
+        "nonce": job.nonce,
+        "dispatchCount": job.dispatch_count,
+        "createdAt": job.created_at,
+        "availableAt": job.available_at,
+        "dispatchedAt": job.dispatched_at,
+        "acknowledgedAt": job.acknowledged_at,
+        "completedAt": job.completed_at,
+        "configuration": dict(execution.configuration),
+        "artifactCredentials": copy.deepcopy(job.issued_credentials),
+        "results": copy.deepcopy(job.results),
+    }
+
+
+def execution_view(execution: Execution) -> dict[str, Any]:
+    return {
+        "id": execution.id,
+        "actionExecutionId": execution.action_execution_id,
+        "status": execution.status.value,
+        "jobIds": list(execution.job_ids),
+        "actionTypeId": execution.action_type.type_id,
+        "pipelineName": execution.pipeline_name,
+        "stage": execution.stage,
+        "action": execution.action,
+        "startedAt": execution.started_at,
+        "endedAt": execution.ended_at,
+        "stopReason": execution.stop_reason,
+        "abandoned": execution.abandoned,
+        "executionDetails": copy.deepcopy(execution.execution_details),
+        "failureDetails": copy.deepcopy(execution.failure_details),
+        "outputVariables": copy.deepcopy(execution.output_variables),
+    }

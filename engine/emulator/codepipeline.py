@@ -1,0 +1,642 @@
+"""An emulator of the CodePipeline custom-action job API, for boto3 and the AWS CLI over HTTP.
+
+It speaks AWS JSON 1.1 on `POST /` (SigV4 required, errors as `{"__type", "message"}`), holds
+custom action types, pipeline executions and their jobs in memory, and plays the job lifecycle
+of PROTOCOL.md part A: Queued -> Dispatched (nonce) -> InProgress -> Succeeded/Failed/TimedOut,
+re-dispatch of unacknowledged jobs with a new nonce, continuation jobs, per-job timeouts and
+"stop and abandon". Time only moves through the injected Clock and every deadline is evaluated
+lazily at the next call, so a FakeClock drives a day of CodePipeline time in a test.
+
+Where AWS documents nothing (PROTOCOL.md marks it NOT FOUND) the emulator picks the strict reading
+and makes the timing a constructor argument; the choices are listed in CodePipelineEmulator.
+"""
+
+from __future__ import annotations
+
+import copy
+import hmac
+import logging
+import random
+import re
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from engine.clock import Clock, SystemClock
+from engine.emulator import _cp_admin, _cp_model, _sigv4
+from engine.emulator._aws_json import (
+    ACCEPTED_CONTENT_TYPES,
+    AwsError,
+    error_response,
+    new_request_id,
+    ok_response,
+)
+from engine.emulator._cp_action_types import (
+    ActionTypeRegistry,
+    checked_configuration,
+    parse_type,
+)
+from engine.emulator._cp_jobs import (
+    TERMINAL,
+    Execution,
+    ExecutionStatus,
+    Job,
+    JobStatus,
+    artifacts,
+    execution_view,
+    job_data,
+    job_view,
+)
+from engine.emulator._http import Faults, Request, Response, real_sleep
+
+log = logging.getLogger(__name__)
+
+OUTPUT_VARIABLES_LIMIT = 122_880
+"""Bytes of output variables (keys plus values) one action may set [UG-LIM]."""
+_NAME = re.compile(r"[A-Za-z0-9.@\-_]{1,100}")
+
+
+class CodePipelineEmulator:
+    """The CodePipeline job API as a custom-action worker sees it, plus an admin side that
+    plays CodePipeline itself (start and stop executions, inspect jobs, inject faults).
+
+    AWS side (`POST /`, SigV4): CreateCustomActionType, ListActionTypes, DeleteCustomActionType,
+    PollForJobs, AcknowledgeJob, GetJobDetails, PutJobSuccessResult, PutJobFailureResult. Every
+    request body is validated against botocore's model before anything else looks at it.
+
+    Admin HTTP side (no SigV4, no faults; bodies and answers are JSON; snake_case keys mirror the
+    Python methods; bad input answers 400 {"error": "..."}, unknown ids 404):
+
+    - `GET  /_emulator/health` -> {"status": "ok", "service": "codepipeline", ...}
+    - `POST /_emulator/executions` {"action_type": "Test/Custom/Travis/1" or {...},
+      "configuration": {...}, "pipeline_name", "stage", "action", "input_artifacts",
+      "output_artifacts", "encryption_key"} -> 201 start_execution()'s answer
+    - `GET  /_emulator/executions`, `GET /_emulator/executions/{id}`
+    - `POST /_emulator/executions/{id}/stop` {"abandon": true, "reason": "..."} -> the execution
+    - `GET  /_emulator/jobs[?status=Queued]` -> {"jobs": [...]}, `GET /_emulator/jobs/{id}`
+    - `GET  /_emulator/action-types` -> {"actionTypes": [...]} (deleted ones included, flagged)
+    - `GET  /_emulator/calls` -> {"calls": {"PollForJobs": 3, ...}}
+    - `GET|POST /_emulator/faults` {"throttle_rate", "error_rate", "latency", "seed"}
+    - `POST /_emulator/clock/advance` {"seconds": 60} (only with a clock that has advance())
+    - `POST /_emulator/reset`
+
+    Choices where AWS documents nothing (PROTOCOL.md part A, "NOT FOUND"):
+
+    - An unacknowledged dispatch lapses after `ack_timeout`: the job goes back to the queue, its
+      nonce stops working at once, and the next poll hands it out with a new nonce, same job id.
+    - A continuation job is Created at once and Queued `continuation_delay` seconds later.
+    - `job_timeout` runs per job from its creation (a continuation job gets a fresh 24 h).
+    - AcknowledgeJob with the current nonce of a job that already finished answers its status
+      instead of an error, so a worker sees "not InProgress" and stops.
+    - Completed jobs are kept (GetJobDetails keeps working) until reset().
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        ack_timeout: float = 30.0,
+        continuation_delay: float = 30.0,
+        job_timeout: float = 86400.0,
+        account_id: str = "111111111111",
+        region: str = "us-east-1",
+        credentials: tuple[str, str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        if not re.fullmatch(r"[0-9]{12}", account_id):
+            raise ValueError(
+                f"account_id must be 12 digits, as AWS account ids are, not {account_id!r}"
+            )
+        for name, value in (
+            ("ack_timeout", ack_timeout),
+            ("continuation_delay", continuation_delay),
+            ("job_timeout", job_timeout),
+        ):
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0 seconds, not {value}")
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.ack_timeout = ack_timeout
+        self.continuation_delay = continuation_delay
+        self.job_timeout = job_timeout
+        self.account_id = account_id
+        self.region = region
+        self.credentials = credentials
+        self.seed = seed
+        self.faults = Faults(seed)
+        self._lock = threading.RLock()
+        self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any] | None]] = {
+            "CreateCustomActionType": lambda body: self._types.create(body),
+            "ListActionTypes": lambda body: self._types.list_types(body),
+            "DeleteCustomActionType": lambda body: self._types.delete(body),
+            "PollForJobs": self._poll_for_jobs,
+            "AcknowledgeJob": self._acknowledge_job,
+            "GetJobDetails": self._get_job_details,
+            "PutJobSuccessResult": self._put_job_success_result,
+            "PutJobFailureResult": self._put_job_failure_result,
+        }
+        self._clear()
+
+    def _clear(self) -> None:
+        self._rng = random.Random(self.seed)
+        self._types = ActionTypeRegistry(self.account_id, self.region)
+        self._executions: dict[str, Execution] = {}
+        self._jobs: dict[str, Job] = {}
+        self._calls: Counter[str] = Counter()
+
+    # ----------------------------------------------------------------- HTTP entry point
+
+    def __call__(self, request: Request) -> Response:
+        if request.path == "/_emulator" or request.path.startswith("/_emulator/"):
+            return _cp_admin.handle(self, request)
+        request_id = new_request_id()
+        try:
+            return ok_response(self._serve(request), request_id)
+        except AwsError as error:
+            return error_response(error, request_id)
+        except Exception:  # a bug here must still reach the client as an AWS-shaped 500
+            log.exception("CodePipeline emulator failed on %s", request.header("x-amz-target"))
+            bug = AwsError("InternalFailure", "emulator bug; see the emulator's log", 500)
+            return error_response(bug, request_id)
+
+    def _serve(self, request: Request) -> dict[str, Any] | None:
+        """AWS's order: route, authenticate, throttle, validate, act. A call refused at any step
+        after routing still counts, and a refused result call is still recorded on its job."""
+        operation = self._operation(request)
+        with self._lock:
+            self._calls[operation] += 1
+        _sigv4.verify(
+            request,
+            service=_cp_model.SERVICE_NAME,
+            region=self.region,
+            credentials=self.credentials,
+        )
+        body = self._parse_body(request)
+        fault = self._draw_fault()
+        with self._lock:
+            try:
+                if fault is not None:
+                    raise fault
+                _cp_model.validate_input(operation, body)
+                payload = self._handlers[operation](body)
+            except AwsError as error:
+                self._record_result(operation, body, error.code)
+                raise
+            self._record_result(operation, body, None)
+            return payload
+
+    def _draw_fault(self) -> AwsError | None:
+        """Latency is slept outside the lock, so a slow call does not stall the others."""
+        fault = self.faults.draw()
+        real_sleep(self.faults.latency)
+        if fault == "throttle":
+            return AwsError("ThrottlingException", "Rate exceeded")
+        if fault == "error":
+            return AwsError(
+                "InternalFailure",
+                "The request processing has failed because of an unknown error, exception or "
+                "failure.",
+                500,
+            )
+        return None
+
+    def _operation(self, request: Request) -> str:
+        usage = (
+            f"AWS JSON calls are POST / with X-Amz-Target: {_cp_model.target_prefix()}.<Operation> "
+            "and Content-Type: application/x-amz-json-1.1"
+        )
+        if request.method != "POST" or request.path != "/":
+            raise AwsError(
+                "UnknownOperationException",
+                f"No operation at {request.method} {request.path}; {usage}",
+            )
+        content_type = request.header("content-type").split(";")[0].strip().lower()
+        if content_type not in ACCEPTED_CONTENT_TYPES:
+            raise AwsError(
+                "UnknownOperationException", f"Unsupported Content-Type {content_type!r}; {usage}"
+            )
+        prefix, _, name = request.header("x-amz-target").partition(".")
+        if prefix != _cp_model.target_prefix() or _cp_model.operation_model(name) is None:
+            raise AwsError(
+                "UnknownOperationException", f"Unknown operation {name or prefix!r}; {usage}"
+            )
+        if name not in self._handlers:
+            raise AwsError(
+                "UnknownOperationException",
+                f"{name} is a CodePipeline operation this emulator does not implement; it "
+                f"implements {', '.join(self._handlers)}",
+            )
+        return name
+
+    @staticmethod
+    def _parse_body(request: Request) -> Any:
+        try:
+            return request.json()
+        except (ValueError, UnicodeDecodeError) as error:
+            raise AwsError(
+                "SerializationException", f"The request body is not JSON: {error}"
+            ) from None
+
+    def _record_result(self, operation: str, body: Any, error: str | None) -> None:
+        """Keep every result call a job received, refused ones too, so a test of the worker can
+        assert what it reported and how often it retried. Called with the lock held."""
+        if operation not in ("PutJobSuccessResult", "PutJobFailureResult"):
+            return
+        if not isinstance(body, dict) or not isinstance(body.get("jobId"), str):
+            return
+        job = self._jobs.get(body["jobId"])
+        if job is not None:
+            job.results.append(
+                {
+                    "operation": operation,
+                    "at": self.clock.now(),
+                    "accepted": error is None,
+                    "error": error,
+                    "request": copy.deepcopy(body),
+                }
+            )
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def _tick(self) -> float:
+        """Apply every deadline that has passed: nothing runs in the background."""
+        now = self.clock.now()
+        for job in self._jobs.values():
+            if job.status in TERMINAL:
+                continue
+            deadline = job.created_at + self.job_timeout
+            if now >= deadline:
+                job.status = JobStatus.TIMED_OUT
+                job.completed_at = deadline
+                job.status_reason = f"no result within job_timeout ({self.job_timeout:g} s)"
+                self._finish(job.execution, ExecutionStatus.FAILED, deadline)
+                log.info("job %s timed out", job.id)
+            elif job.status is JobStatus.CREATED and now >= job.available_at:
+                job.status = JobStatus.QUEUED
+            elif (
+                job.status is JobStatus.DISPATCHED
+                and job.dispatched_at is not None
+                and now >= job.dispatched_at + self.ack_timeout
+            ):
+                job.status = JobStatus.QUEUED
+                if job.nonce is not None:
+                    job.past_nonces.append(job.nonce)
+                job.nonce = None
+                log.info(
+                    "job %s not acknowledged within %g s; back in the queue",
+                    job.id,
+                    self.ack_timeout,
+                )
+        return now
+
+    def _finish(self, execution: Execution, status: ExecutionStatus, at: float) -> None:
+        if execution.finished:
+            return
+        # "Stop and wait" lets the running action end, and the execution then reads Stopped.
+        execution.status = (
+            ExecutionStatus.STOPPED if execution.status is ExecutionStatus.STOPPING else status
+        )
+        execution.ended_at = at
+
+    def _new_job(self, execution: Execution, now: float, delay: float, token: str | None) -> Job:
+        job = Job(
+            id=self._uuid(),
+            execution=execution,
+            created_at=now,
+            available_at=now + delay,
+            continuation_token=token,
+            status=JobStatus.QUEUED if delay <= 0 else JobStatus.CREATED,
+        )
+        self._jobs[job.id] = job
+        execution.job_ids.append(job.id)
+        return job
+
+    def _job(self, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise AwsError(
+                "JobNotFoundException",
+                f"Job {job_id} not found in account {self.account_id}; job ids come from "
+                "PollForJobs (this emulator keeps finished jobs until reset)",
+            )
+        return job
+
+    def _require_in_progress(self, job: Job, operation: str) -> None:
+        if job.status is JobStatus.IN_PROGRESS:
+            return
+        why = {
+            JobStatus.CREATED: "it is a continuation job not yet queued; poll and acknowledge it",
+            JobStatus.QUEUED: "it has not been acknowledged; poll, then AcknowledgeJob first",
+            JobStatus.DISPATCHED: "it was polled but not acknowledged; call AcknowledgeJob first",
+            JobStatus.SUCCEEDED: "it already has a result, and a job takes exactly one",
+            JobStatus.FAILED: "it already has a result, and a job takes exactly one",
+        }.get(job.status, job.status_reason)
+        raise AwsError(
+            "InvalidJobStateException",
+            f"{operation} refused: job {job.id} is {job.status.value}, not InProgress: {why}",
+        )
+
+    # ----------------------------------------------------------------- jobs
+
+    def _poll_for_jobs(self, body: dict[str, Any]) -> dict[str, Any]:
+        type_id = body["actionTypeId"]
+        if type_id["owner"] != "Custom":
+            raise AwsError(
+                "ValidationException",
+                f"ActionType with owner '{type_id['owner']}' is not supported",
+            )
+        action_type = self._types.find(type_id["category"], type_id["provider"], type_id["version"])
+        query = body.get("queryParam") or {}
+        queryable = action_type.queryable
+        name = action_type.name
+        if queryable is None and query:
+            raise AwsError(
+                "ValidationException",
+                f"Action type {name} has no queryable property; poll without queryParam",
+            )
+        if queryable is not None and queryable not in query:
+            raise AwsError(
+                "ValidationException",
+                f"Action type {name} has the queryable property {queryable!r}; PollForJobs "
+                f"must send queryParam {{{queryable!r}: <value>}}, got {sorted(query)}",
+            )
+        now = self._tick()
+        wanted = query.get(queryable) if queryable else None
+        queued = [
+            job
+            for job in self._jobs.values()
+            if job.status is JobStatus.QUEUED
+            and job.execution.action_type is action_type
+            and (wanted is None or job.execution.configuration.get(queryable or "") == wanted)
+        ]
+        queued.sort(key=lambda job: job.available_at)
+        handed_out = []
+        for job in queued[: body.get("maxBatchSize", 1)]:
+            job.status = JobStatus.DISPATCHED
+            job.nonce = f"{self._rng.getrandbits(128):032x}"
+            job.dispatch_count += 1
+            job.dispatched_at = now
+            log.info("job %s dispatched (dispatch %d)", job.id, job.dispatch_count)
+            handed_out.append(
+                {
+                    "id": job.id,
+                    "nonce": job.nonce,
+                    "accountId": self.account_id,
+                    "data": job_data(
+                        job, account_id=self.account_id, region=self.region, rng=self._rng
+                    ),
+                }
+            )
+        return {"jobs": handed_out}
+
+    def _acknowledge_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        job = self._job(body["jobId"])
+        self._tick()
+        nonce = body["nonce"]
+        if job.nonce is None or not hmac.compare_digest(nonce.encode(), job.nonce.encode()):
+            if nonce in job.past_nonces:
+                reason = (
+                    f"it is from an earlier dispatch of job {job.id}, which was not acknowledged "
+                    f"within {self.ack_timeout:g} s and went back to the queue; poll again for "
+                    "a new nonce"
+                )
+            elif job.nonce is None:
+                hint = "" if job.status in TERMINAL else "; poll for it"
+                reason = f"job {job.id} is {job.status.value} and holds no nonce{hint}"
+            else:
+                reason = f"it is not the nonce PollForJobs returned with job {job.id}"
+            raise AwsError("InvalidNonceException", f"Invalid nonce '{nonce}': {reason}")
+        if job.status is JobStatus.DISPATCHED:
+            job.status = JobStatus.IN_PROGRESS
+            job.acknowledged_at = self.clock.now()
+            log.info("job %s acknowledged", job.id)
+        wire = JobStatus.FAILED if job.status is JobStatus.ABANDONED else job.status
+        return {"status": wire.value}
+
+    def _get_job_details(self, body: dict[str, Any]) -> dict[str, Any]:
+        job = self._job(body["jobId"])
+        self._tick()
+        return {
+            "jobDetails": {
+                "id": job.id,
+                "accountId": self.account_id,
+                "data": job_data(
+                    job, account_id=self.account_id, region=self.region, rng=self._rng
+                ),
+            }
+        }
+
+    def _put_job_success_result(self, body: dict[str, Any]) -> None:
+        token = body.get("continuationToken")
+        variables: dict[str, str] | None = body.get("outputVariables")
+        if variables is not None and token is not None:
+            raise AwsError(
+                "ValidationException",
+                "outputVariables cannot be used with continuationToken: send output variables "
+                f"only with the final PutJobSuccessResult (job {body['jobId']})",
+            )
+        job = self._job(body["jobId"])
+        now = self._tick()
+        self._require_in_progress(job, "PutJobSuccessResult")
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in (variables or {}).items())
+        if size > OUTPUT_VARIABLES_LIMIT:
+            raise AwsError(
+                "OutputVariablesSizeExceededException",
+                f"Output variables of job {job.id} take {size} bytes; all output variables of "
+                f"an action together may take at most {OUTPUT_VARIABLES_LIMIT} bytes",
+            )
+        job.status = JobStatus.SUCCEEDED
+        job.completed_at = now
+        execution = job.execution
+        if body.get("executionDetails") is not None:
+            execution.execution_details = copy.deepcopy(body["executionDetails"])
+        if token is not None:
+            follow = self._new_job(execution, now, self.continuation_delay, token)
+            log.info("job %s succeeded with a continuation; job %s follows", job.id, follow.id)
+            return
+        execution.output_variables = dict(variables or {})
+        self._finish(execution, ExecutionStatus.SUCCEEDED, now)
+        log.info("job %s succeeded; execution %s %s", job.id, execution.id, execution.status.value)
+
+    def _put_job_failure_result(self, body: dict[str, Any]) -> None:
+        job = self._job(body["jobId"])
+        now = self._tick()
+        self._require_in_progress(job, "PutJobFailureResult")
+        job.status = JobStatus.FAILED
+        job.completed_at = now
+        job.execution.failure_details = copy.deepcopy(body["failureDetails"])
+        self._finish(job.execution, ExecutionStatus.FAILED, now)
+        log.info("job %s failed (%s)", job.id, body["failureDetails"]["type"])
+
+    def _uuid(self) -> str:
+        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+
+    # ----------------------------------------------------------------- admin Python API
+
+    def start_execution(
+        self,
+        action_type: str | Mapping[str, str],
+        configuration: Mapping[str, str],
+        *,
+        pipeline_name: str = "pipeline",
+        stage: str = "Test",
+        action: str = "Travis",
+        input_artifacts: int | Sequence[str] = 1,
+        output_artifacts: int | Sequence[str] = 0,
+        encryption_key: str | None = None,
+    ) -> dict[str, str]:
+        """Play a pipeline reaching the custom action: one new execution with one queued job.
+
+        `action_type` is "Category/Owner/Provider/Version" or an ActionTypeId mapping; the type
+        must exist (CreateCustomActionType) and `configuration` must fit its properties, as the
+        pipeline editor would insist. Artifacts are given as a count or as names.
+        Returns {"pipelineExecutionId", "actionExecutionId", "jobId"}.
+        """
+        category, provider, version = parse_type(action_type)
+        with self._lock:
+            now = self._tick()
+            try:
+                found = self._types.find(category, provider, version)
+            except AwsError as error:
+                raise ValueError(error.message) from None
+            config = checked_configuration(found, configuration)
+            for label, value in (
+                ("pipeline_name", pipeline_name),
+                ("stage", stage),
+                ("action", action),
+            ):
+                if not _NAME.fullmatch(value):
+                    raise ValueError(
+                        f"{label} {value!r} must be 1-100 characters of [A-Za-z0-9.@_-]"
+                    )
+            if encryption_key is not None and not 1 <= len(encryption_key) <= 400:
+                raise ValueError("encryption_key must be a KMS key id or ARN of 1-400 characters")
+            definition = found.definition
+            bucket = f"codepipeline-{self.region}-{self.account_id}"
+            inputs = artifacts(
+                input_artifacts,
+                definition["inputArtifactDetails"],
+                side="input",
+                pipeline=pipeline_name,
+                bucket=bucket,
+                rng=self._rng,
+            )
+            outputs = artifacts(
+                output_artifacts,
+                definition["outputArtifactDetails"],
+                side="output",
+                pipeline=pipeline_name,
+                bucket=bucket,
+                rng=self._rng,
+            )
+            execution = Execution(
+                id=self._uuid(),
+                action_execution_id=self._uuid(),
+                action_type=found,
+                pipeline_name=pipeline_name,
+                stage=stage,
+                action=action,
+                configuration=config,
+                input_artifacts=inputs,
+                output_artifacts=outputs,
+                encryption_key=encryption_key,
+                started_at=now,
+            )
+            self._executions[execution.id] = execution
+            job = self._new_job(execution, now, 0.0, None)
+            log.info("execution %s started; job %s queued", execution.id, job.id)
+            return {
+                "pipelineExecutionId": execution.id,
+                "actionExecutionId": execution.action_execution_id,
+                "jobId": job.id,
+            }
+
+    def stop_execution(
+        self, pipeline_execution_id: str, abandon: bool = True, reason: str = ""
+    ) -> None:
+        """Stop an execution as the console does. With abandon its unfinished jobs are dropped:
+        queued ones are never handed out again and a worker's later result for the running one
+        gets InvalidJobStateException (the worker is not told otherwise, as in AWS). Without
+        abandon ("stop and wait") the running action may finish and the execution ends Stopped."""
+        with self._lock:
+            now = self._tick()
+            execution = self._executions.get(pipeline_execution_id)
+            if execution is None:
+                raise KeyError(f"no pipeline execution {pipeline_execution_id!r}")
+            if execution.finished or (execution.status is ExecutionStatus.STOPPING and not abandon):
+                raise ValueError(
+                    f"execution {pipeline_execution_id} is already {execution.status.value}; "
+                    "only a running execution can be stopped (abandon may follow a stop-and-wait)"
+                )
+            execution.stop_reason = reason
+            if not abandon:
+                execution.status = ExecutionStatus.STOPPING
+                return
+            for job_id in execution.job_ids:
+                job = self._jobs[job_id]
+                if job.status not in TERMINAL:
+                    job.status = JobStatus.ABANDONED
+                    job.completed_at = now
+                    job.status_reason = (
+                        f"its pipeline execution {execution.id} was stopped and abandoned"
+                        + (f" ({reason})" if reason else "")
+                    )
+            execution.abandoned = True
+            execution.status = ExecutionStatus.STOPPED
+            execution.ended_at = now
+            log.info("execution %s stopped and abandoned", execution.id)
+
+    def jobs(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Every job in creation order, optionally only those in one JobStatus (or Abandoned)."""
+        known = [s.value for s in JobStatus]
+        if status is not None and status not in known:
+            raise ValueError(f"unknown job status {status!r}; known: {known}")
+        with self._lock:
+            self._tick()
+            return [
+                job_view(job)
+                for job in self._jobs.values()
+                if status is None or job.status.value == status
+            ]
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """One job, including every nonce-free detail a test may want to assert on."""
+        with self._lock:
+            self._tick()
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise KeyError(f"no job {job_id!r}")
+            return job_view(job)
+
+    def executions(self) -> list[dict[str, Any]]:
+        """Every execution in start order: how the pipeline side ended, whatever the worker
+        believes (status, abandoned, final outputVariables, last executionDetails)."""
+        with self._lock:
+            self._tick()
+            return [execution_view(e) for e in self._executions.values()]
+
+    def execution(self, pipeline_execution_id: str) -> dict[str, Any]:
+        """One execution as executions() shows it; KeyError names an unknown id."""
+        with self._lock:
+            self._tick()
+            execution = self._executions.get(pipeline_execution_id)
+            if execution is None:
+                raise KeyError(f"no pipeline execution {pipeline_execution_id!r}")
+            return execution_view(execution)
+
+    def action_types(self) -> list[dict[str, Any]]:
+        """Every custom type ever created, deleted ones flagged: ListActionTypes hides those."""
+        with self._lock:
+            return self._types.describe_all()
+
+    def call_counts(self) -> dict[str, int]:
+        """AWS calls received per operation, whatever their outcome (faults and refusals too)."""
+        with self._lock:
+            return dict(self._calls)
+
+    def reset(self) -> None:
+        """Forget everything and restart the seeded sequences, faults included; the clock stays."""
+        with self._lock:
+            self._clear()
+            self.faults.configure(throttle_rate=0.0, error_rate=0.0, latency=0.0, seed=self.seed)
