@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
@@ -274,6 +275,24 @@ def actions() -> None:
         click.echo("no actions installed")
     for name, target in sorted(found.items()):
         click.echo(f"{name}  {target}")
+
+
+@main.command()
+@click.option("--dir", "directory", default="cpworker-sandbox", show_default=True,
+              type=click.Path(file_okay=False), help="Where the sandbox's state database goes "
+              "(emptied first).")
+@click.option("--action", "action_name", default="travis", show_default=True,
+              help="The action the sandbox runs.")
+@click.pass_context
+def sandbox(ctx: click.Context, directory: str, action_name: str) -> None:
+    """Emulators, the Travis action and the engine together: a demonstration in under a minute."""
+    from pathlib import Path
+
+    from engine.sandbox import run_sandbox
+
+    if ctx.parent is not None and str(ctx.parent.params.get("log_level")).upper() == "INFO":
+        logging.getLogger().setLevel(logging.WARNING)  # the sandbox prints its own progress
+    ctx.exit(run_sandbox(Path(directory).resolve(), click.echo, action_name))
 
 
 # --- emulator -----------------------------------------------------------------------------------

@@ -45,16 +45,22 @@ _OUTPUT_KEY = re.compile(r"^[A-Za-z0-9@\-_]+$")
 
 
 def make_client(endpoint_url: str | None = None, region: str | None = None,
-                user_agent: str = "cpworker") -> CodePipelineClient:
-    """A boto3 client with timeouts and no hidden retries (AWS_ENDPOINT_URL_CODEPIPELINE works)."""
+                user_agent: str = "cpworker",
+                credentials: tuple[str, str] | None = None) -> CodePipelineClient:
+    """A boto3 client with timeouts and no hidden retries (AWS_ENDPOINT_URL_CODEPIPELINE works).
+
+    `credentials` (key id, secret) is for the emulators; elsewhere the AWS SDK's own chain
+    (environment, profile, instance role) is the right source.
+    """
     config = Config(
         retries={"total_max_attempts": 1, "mode": "standard"},
         connect_timeout=5,
         read_timeout=30,
         user_agent_extra=user_agent,
     )
+    key_id, secret = credentials if credentials else (None, None)
     return boto3.client("codepipeline", endpoint_url=endpoint_url, region_name=region,
-                        config=config)
+                        config=config, aws_access_key_id=key_id, aws_secret_access_key=secret)
 
 
 def cut(text: str, limit: int) -> str:

@@ -9,8 +9,12 @@ SQLITE_SYNCHRONOUS = "FULL"
 MAX_IN_FLIGHT = 1000
 """Jobs this worker holds at once (acquired and not final); the poller asks for no more."""
 
-EFFECT_THREADS = 16
+EFFECT_THREADS = 32
 """Effects (HTTP calls) running at once."""
+
+CLAIM_DEPTH = 4
+"""Machines claimed per effect thread and round: a queue deep enough that a round's group
+commit carries many jobs, shallow enough that leases never expire in the queue."""
 
 POLL_INTERVAL = 30.0
 """Longest wait between polls when idle; AWS's own workers poll every 30 s."""
@@ -44,7 +48,7 @@ SHUTDOWN_GRACE = 30.0
 LEASE = 300.0
 """How long a claimed machine is held; effects time out well inside it."""
 
-SECRET_CACHE = 512
+SECRET_CACHE = 4096
 """Jobs whose secrets are held in memory (LRU); a miss costs one GetJobDetails."""
 
 SECRET_MAX_AGE = 600.0

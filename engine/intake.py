@@ -59,6 +59,8 @@ class Intake:
             event = Event(job_id, 1, "acquired", now, event_data)
             changes.append(Change([event], project(None, event), new=True))
             new += 1
+            if "continuation_token" not in event_data:
+                continue  # a first job joins nothing; only continuations hand over
             continues = event_data.get("continues")
             for previous in self.store.by_execution(str(event_data["execution_id"])):
                 if previous.job_id in joined:

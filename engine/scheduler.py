@@ -24,6 +24,7 @@ from engine.machine import Effect, effect_of
 from engine.outcomes import Outcome, RetryLater
 from engine.projection import Event, Job
 from engine.store import Change, EventStore
+from engine.store.sql import Claim
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class Scheduler:
         owner: str,
         pool_size: int = 8,
         lease_for: float = 300.0,
+        claim_depth: int = 4,
         on_event: Callable[[Job, list[Event]], None] | None = None,
     ) -> None:
         self.store = store
@@ -55,6 +57,7 @@ class Scheduler:
         self.policy_for = policy_for
         self.owner = owner
         self.pool_size = pool_size
+        self.claim_depth = claim_depth
         self.lease_for = lease_for
         self.on_event = on_event
         self.wake = threading.Event()
@@ -69,7 +72,8 @@ class Scheduler:
             return len(self._in_flight)
 
     def run_round(self, claim: bool = True) -> RoundStats:
-        """Commit finished effects, then start the due ones. Returns what it did."""
+        """Commit finished effects and claim the next due machines in one transaction, then
+        start their effects. Returns what it did."""
         stats = RoundStats()
         outcomes: list[tuple[Job, Outcome | None]] = []
         while True:
@@ -77,32 +81,31 @@ class Scheduler:
                 outcomes.append(self._done.get_nowait())
             except queue.Empty:
                 break
-        free = self.pool_size - self.in_flight
-        claimed: list[Job] = []
-        if claim and free > 0:
+        room = self.pool_size * self.claim_depth - self.in_flight
+        request: Claim | None = None
+        if claim and room > 0:
             with self._lock:
-                busy = set(self._in_flight) | {job.job_id for job, _ in outcomes}
-            claimed = self.store.claim_due(self.clock.now(), free, self.owner, self.lease_for,
-                                           skip=busy)
-        to_start: list[tuple[Job, Effect]] = []
+                busy = list(self._in_flight)
+            request = (self.clock.now(), room, self.owner, self.lease_for, busy)
+        stats.committed, claimed = self._commit(outcomes, request)
         for job in claimed:
             effect = effect_of(job.state)
             if effect is None:
                 continue
-            if effect in (Effect.DECIDE, Effect.EXPIRE):
-                outcomes.append((job, self.effects.run(job, effect) if effect is Effect.EXPIRE
-                                 else None))
+            if effect is Effect.DECIDE:
+                self._done.put((job, None))  # no I/O: decided and committed next round
+            elif effect is Effect.EXPIRE:
+                self._done.put((job, self.effects.run(job, effect)))
             else:
-                to_start.append((job, effect))
-        stats.committed = self._commit(outcomes)
-        for job, effect in to_start:
-            self._start(job, effect)
-        stats.started = len(to_start)
+                self._start(job, effect)
+                stats.started += 1
         return stats
 
-    def _commit(self, outcomes: list[tuple[Job, Outcome | None]]) -> int:
-        if not outcomes:
-            return 0
+    def _commit(
+        self, outcomes: list[tuple[Job, Outcome | None]], claim: Claim | None
+    ) -> tuple[int, list[Job]]:
+        if not outcomes and claim is None:
+            return 0, []
         now = self.clock.now()
         changes: list[Change] = []
         for job, outcome in outcomes:
@@ -117,7 +120,7 @@ class Scheduler:
                       for i, e in enumerate(new_events)]
             changes.append(Change(stored, after, new=False))
         try:
-            self.store.commit(changes)
+            claimed = self.store.commit(changes, claim)
             written = changes
         except ConcurrencyConflict:
             lost = self.store.commit_each(changes)
@@ -125,11 +128,13 @@ class Scheduler:
                 log.warning("job %s: another writer moved it first; this outcome is dropped",
                             change.job.job_id)
             written = [c for c in changes if c not in lost]
-        crashpoints.reached("after_commit")
+            claimed = self.store.claim_due(*claim) if claim is not None else []
+        if written:
+            crashpoints.reached("after_commit")
         if self.on_event is not None:
             for change in written:
                 self.on_event(change.job, list(change.events))
-        return len(written)
+        return len(written), claimed
 
     def _start(self, job: Job, effect: Effect) -> None:
         with self._lock:
@@ -152,7 +157,8 @@ class Scheduler:
         """Sleep until the earliest due machine, a finished effect or a wake-up from the poller."""
         if not self._done.empty():
             return
-        due = self.store.earliest_due(self.clock.now()) if self.in_flight < self.pool_size else None
+        room = self.in_flight < self.pool_size * self.claim_depth
+        due = self.store.earliest_due(self.clock.now()) if room else None
         timeout = max_wait
         if due is not None:
             timeout = min(timeout, max(0.0, due - self.clock.now()))

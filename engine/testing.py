@@ -22,7 +22,7 @@ import pytest
 
 from engine.action import Action
 from engine.clock import FakeClock
-from engine.codepipeline import CodePipeline
+from engine.codepipeline import CodePipeline, make_client
 from engine.emulator import CodePipelineEmulator, EmulatorServer, TravisEmulator
 from engine.machine import JobState
 from engine.projection import Event, Job
@@ -44,14 +44,7 @@ TEST_SETTINGS = Settings(
 
 def codepipeline_client(url: str) -> CodePipelineClient:
     """A boto3 client for an emulator, with dummy credentials and no hidden retries."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "codepipeline", endpoint_url=url, region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-        config=Config(retries={"total_max_attempts": 1}),
-    )
+    return make_client(url, "us-east-1", credentials=("testing", "testing"))
 
 
 class ActionHarness:

@@ -33,6 +33,7 @@ log = logging.getLogger("cpworker")
 class Settings:
     max_in_flight: int = defaults.MAX_IN_FLIGHT
     effect_threads: int = defaults.EFFECT_THREADS
+    claim_depth: int = defaults.CLAIM_DEPTH
     poll_interval: float = defaults.POLL_INTERVAL
     poll_interval_min: float = defaults.POLL_INTERVAL_MIN
     check_interval: float = defaults.CHECK_INTERVAL
@@ -89,6 +90,7 @@ class Worker:
         self.scheduler = Scheduler(
             store, self.effects, self.clock, self.policy_for, self.owner,
             pool_size=self.settings.effect_threads, lease_for=self.settings.lease,
+            claim_depth=self.settings.claim_depth,
             on_event=self._log_events,
         )
         self.intake = Intake(store, self.vault, self.clock)
