@@ -61,7 +61,7 @@ class Scheduler:
         self.lease_for = lease_for
         self.on_event = on_event
         self.wake = threading.Event()
-        self._done: queue.SimpleQueue[tuple[Job, Outcome]] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[tuple[Job, Outcome | None]] = queue.SimpleQueue()
         self._in_flight: set[str] = set()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="effect")
