@@ -313,12 +313,19 @@ def sandbox(ctx: click.Context, directory: str, action_name: str) -> None:
          help="Seconds before a job times out.")
 @_option("--build-delay", env="EMULATOR_BUILD_DELAY", default=2.0, type=float,
          help="Seconds before a Travis request turns into a build.")
-@_option("--seed", env="EMULATOR_SEED", default=0, type=int, help="Seed of fault injection.")
+@_option("--seed", env="EMULATOR_SEED", default=None, type=int,
+         help="Seed of ids, nonces and fault injection (default: a fresh one, so a restarted "
+         "emulator never hands out ids a worker's database already holds).")
 def emulator(host: str, port: int, travis_port: int, ack_timeout: float,
              continuation_delay: float, job_timeout: float, build_delay: float,
-             seed: int) -> None:
+             seed: int | None) -> None:
     """Start the CodePipeline and Travis CI emulators until interrupted."""
+    import random
+
     from engine.emulator import CodePipelineEmulator, EmulatorServer, TravisEmulator
+
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
 
     codepipeline = CodePipelineEmulator(ack_timeout=ack_timeout,
                                         continuation_delay=continuation_delay,
@@ -335,7 +342,8 @@ def emulator(host: str, port: int, travis_port: int, ack_timeout: float,
         click.echo("  export AWS_ACCESS_KEY_ID=emulator AWS_SECRET_ACCESS_KEY=emulator")
         click.echo("  export AWS_DEFAULT_REGION=us-east-1")
         click.echo(f"  export CPWORKER_TRAVIS_API_URL={travis_server.url}")
-        click.echo("\nPress Ctrl-C to stop.")
+        click.echo(f"\nSeed {seed} (--seed {seed} repeats this run's ids and faults). "
+                   "Press Ctrl-C to stop.")
         sys.stdout.flush()
         stopped = threading.Event()
 

@@ -93,8 +93,6 @@ class Effects:
         if action is None:
             return Failed(FailureType.CONFIGURATION_ERROR,
                           f"this worker does not run the action {job.action!r}")
-        if effect is Effect.CANCEL and not job.run and job.external_id is None:
-            return Cancelled(True, "no external run had started")
         context = self._context(job, action)
         if isinstance(context, (RetryLater, Failed, Refused)):
             if effect is Effect.CANCEL:

@@ -85,22 +85,28 @@ class ActionHarness:
         started = self.emulator.start_execution(type_id, configuration, **kwargs)
         return started["actionExecutionId"]
 
-    def step(self) -> None:
-        """One poll, one scheduler round, and the commit of every effect it started."""
-        self.worker.poll_now()
-        self.worker.scheduler.run_round()
+    def step(self) -> bool:
+        """One poll, one scheduler round, and the commit of every effect it started.
+
+        Returns whether anything happened, so run() moves the clock only when nothing can.
+        """
+        found = self.worker.poll_now()
+        started = self.worker.scheduler.run_round()
         deadline = time.monotonic() + 30
         while self.worker.scheduler.in_flight and time.monotonic() < deadline:
             time.sleep(0.001)
-        self.worker.scheduler.run_round(claim=False)
+        finished = self.worker.scheduler.run_round(claim=False)
+        return bool(found or started.committed or started.started or finished.committed)
 
     def run(self, execution_id: str, max_steps: int = 500) -> Job:
         """Drive until the execution's newest job is final; returns that job."""
         for _ in range(max_steps):
-            self.step()
+            progressed = self.step()
             jobs = self.store.by_execution(execution_id)
             if jobs and all(j.final for j in jobs) and not self._continuation_owed(execution_id):
                 return jobs[-1]
+            if progressed:
+                continue  # a continuation job may be waiting to be polled: no time passes yet
             due = self.store.earliest_due(self.clock.now())
             if due is None or due > self.clock.now():
                 self.clock.advance(max(0.001, (due or self.clock.now() + 1.0) - self.clock.now()))

@@ -1,0 +1,228 @@
+"""A small Travis CI API v3 client: the calls the action needs, and errors it can act on.
+
+One `requests.Session` per action keeps connections to Travis open across jobs; the token and
+the API URL differ per job, so they travel with each call (an `Endpoint`) and the token goes
+only into the Authorization header, never into a URL, a log line or an exception.
+
+Reads (and cancel, which Travis makes harmless to repeat: a second cancel is a 409) are retried
+a few times with jittered backoff on 5xx and network failures. POST /requests is never retried
+here: a 500 there may arrive after the request was created (PROTOCOL B9), and only the action,
+which can look for its marker first, may decide to send it again.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from actions.travis.errors import TravisError
+from engine import __version__
+
+DEFAULT_API_URL = "https://api.travis-ci.com"
+USER_AGENT = f"cpworker/{__version__}"
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 20.0
+"""Three attempts with backoff stay well inside the engine's five-minute lease of a job."""
+ATTEMPTS = 3
+"""Tries of one idempotent call before its failure goes to the engine, which retries later."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and as whom to call: a Travis API base URL and a token (kept out of repr)."""
+
+    url: str
+    token: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "url", self.url.rstrip("/"))
+
+
+def repo_path(slug: str) -> str:
+    """Travis reads a slug as one path segment only when its slash is encoded: owner%2Fname."""
+    return "/repo/" + quote(slug, safe="")
+
+
+class TravisClient:
+    """The Travis API v3 calls of the action. Thread-safe enough for the engine's effect pool."""
+
+    def __init__(
+        self,
+        *,
+        timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
+        attempts: int = ATTEMPTS,
+        wait_initial: float = 0.5,
+        wait_max: float = 4.0,
+        sleep: Callable[[float], None] = time.sleep,
+        pool_size: int = 16,
+    ) -> None:
+        self.timeout = timeout
+        self.attempts = max(1, attempts)
+        # Full jitter: clients retrying the same outage do not come back in step.
+        self._wait = wait_random_exponential(multiplier=wait_initial, max=wait_max)
+        self._sleep = sleep
+        self._pool_size = pool_size
+        self._session: requests.Session | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def session(self) -> requests.Session:
+        with self._lock:
+            return self._session or self._open()
+
+    def _open(self) -> requests.Session:
+        session = requests.Session()
+        # As many pooled connections as the engine runs effects, so none is thrown away.
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self._pool_size)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.headers.update({
+            "Travis-API-Version": "3",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        })
+        self._session = session
+        return session
+
+    def close(self) -> None:
+        with self._lock:
+            if self._session is not None:
+                self._session.close()
+                self._session = None
+
+    # ------------------------------------------------------------------ the calls
+
+    def create_request(
+        self, endpoint: Endpoint, slug: str, branch: str, message: str
+    ) -> dict[str, Any]:
+        """POST /repo/{slug}/requests once; returns the 202 body (its `request` has the id)."""
+        body = {"request": {"branch": branch, "merge_mode": "deep_merge_append",
+                            "message": message}}
+        return self._call(endpoint, "POST", f"{repo_path(slug)}/requests", json=body)
+
+    def get_request(self, endpoint: Endpoint, slug: str, request_id: int) -> dict[str, Any]:
+        """One request with its builds, and Travis's messages explaining a rejection."""
+        return self._read(endpoint, "GET", f"{repo_path(slug)}/request/{request_id}",
+                          params={"include": "request.messages"})
+
+    def list_requests(
+        self, endpoint: Endpoint, slug: str, branch: str, *, limit: int = 100, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """A page of a branch's requests, newest first, and whether it is the last page."""
+        body = self._read(endpoint, "GET", f"{repo_path(slug)}/requests",
+                          params={"branch": branch, "limit": limit, "offset": offset})
+        found = body.get("requests")
+        page = [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
+        pagination = body.get("@pagination")
+        is_last = (not page or not isinstance(pagination, dict)
+                   or bool(pagination.get("is_last", True)))
+        return page, is_last
+
+    def get_build(self, endpoint: Endpoint, build_id: int) -> dict[str, Any]:
+        return self._read(endpoint, "GET", f"/build/{build_id}")
+
+    def cancel_build(self, endpoint: Endpoint, build_id: int) -> bool:
+        """Ask Travis to cancel; False when the build had already finished (409)."""
+        try:
+            self._read(endpoint, "POST", f"/build/{build_id}/cancel")
+        except TravisError as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _read(self, endpoint: Endpoint, method: str, path: str,
+              params: Mapping[str, str | int] | None = None) -> dict[str, Any]:
+        """A call that is safe to repeat: retried on 5xx and network failures, boundedly."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=self._wait,
+            retry=retry_if_exception(lambda e: isinstance(e, TravisError) and e.transient),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        return retrying(self._call, endpoint, method, path, params=params)
+
+    def _call(self, endpoint: Endpoint, method: str, path: str, *,
+              params: Mapping[str, str | int] | None = None,
+              json: Any = None) -> dict[str, Any]:
+        operation = f"{method} {path}"
+        try:
+            response = self.session.request(
+                method, endpoint.url + path, params=params, json=json, timeout=self.timeout,
+                headers={"Authorization": f"token {endpoint.token}"},
+            )
+        except requests.Timeout as error:
+            raise TravisError(operation, None, "timeout",
+                              f"no answer from {endpoint.url} within {self.timeout[1]:g} s "
+                              f"({type(error).__name__})") from None
+        except requests.RequestException as error:
+            # requests' text names host and path, never headers: safe to pass on.
+            raise TravisError(operation, None, "connection_error",
+                              f"cannot reach {endpoint.url}: {type(error).__name__}: "
+                              f"{_snippet(str(error), 300)}") from None
+        return _decode(operation, response)
+
+
+def _decode(operation: str, response: requests.Response) -> dict[str, Any]:
+    body = _json_body(response)
+    if 200 <= response.status_code < 300:
+        if isinstance(body, dict):
+            return body
+        raise TravisError(operation, response.status_code, "not_travis",
+                          "the answer is not Travis API v3 JSON (is ApiUrl the API's URL?): "
+                          + _snippet(response.text))
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if isinstance(body, dict) and isinstance(body.get("error_type"), str):
+        raise TravisError(operation, response.status_code, body["error_type"],
+                          str(body.get("error_message") or body["error_type"]),
+                          retry_after=retry_after, body=body)
+    # Not Travis's JSON error: rack-attack's "Retry later", a proxy's page, an HTML 502.
+    kind = {429: "throttled", 403: "forbidden", 401: "unauthorized", 404: "not_found"}.get(
+        response.status_code, "server_error" if response.status_code >= 500 else "http_error")
+    raise TravisError(operation, response.status_code, kind,
+                      _snippet(response.text) or response.reason or kind, retry_after=retry_after)
+
+
+def _json_body(response: requests.Response) -> Any:
+    if "json" not in response.headers.get("Content-Type", ""):
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+    """Retry-After in seconds, from either of its forms (delta seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, moment.timestamp() - now())
+
+
+def _snippet(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

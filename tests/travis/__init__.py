@@ -1,0 +1,1 @@
+"""Tests of the Travis CI action against the Travis emulator."""
