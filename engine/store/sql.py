@@ -123,6 +123,10 @@ class EventStore:
         """
         if not changes:
             return self.claim_due(*claim) if claim is not None else []
+        # Every writer takes its locks in job-id order. Two batches that share jobs in different
+        # orders would otherwise deadlock on PostgreSQL (each holding a key the other needs)
+        # instead of one of them failing on the duplicate (job_id, seq) as a conflict.
+        changes = sorted(changes, key=lambda c: c.job.job_id)
         event_rows = [
             {"job_id": e.job_id, "seq": e.seq, "type": e.type, "at": e.at,
              "version": e.version, "data": dict(e.data)}
