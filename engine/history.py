@@ -64,7 +64,8 @@ def inspect_json(store: EventStore, job: Job) -> dict[str, Any]:
         "continues": job.continues,
         "continued_by": job.continued_by,
         "events": [
-            {"seq": e.seq, "type": e.type, "at": iso(e.at), "data": dict(e.data)}
+            {"seq": e.seq, "type": e.type, "at": iso(e.at), "data": dict(e.data),
+             "worker": e.worker}
             for e in store.history(job.job_id)
         ],
     }
@@ -82,7 +83,14 @@ def timeline(store: EventStore, job: Job) -> str:
         lines.append("")
         lines.append(f"job {member.job_id}  state {member.state.value}{marker}")
         state = JobState.NEW
+        worker: str | None = None
         for event in store.history(member.job_id):
+            if event.worker and event.worker != worker:
+                if worker is None:
+                    lines.append(f"  worked by {event.worker}")
+                else:
+                    lines.append(f"  ~~ worker {event.worker} took over from {worker} ~~")
+                worker = event.worker
             try:
                 state = next_state(state, event.type)
                 after = state.value

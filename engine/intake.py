@@ -15,6 +15,7 @@ from engine.action import Action
 from engine.clock import Clock
 from engine.codepipeline import decode_token
 from engine.effects import credentials_from
+from engine.errors import ConcurrencyConflict
 from engine.machine import JobState
 from engine.outcomes import JSON
 from engine.projection import Event, Job, NewEvent, project
@@ -22,6 +23,9 @@ from engine.secrets import SecretVault, redact_configuration
 from engine.store import Change, EventStore
 
 log = logging.getLogger(__name__)
+
+_CONFLICT_ATTEMPTS = 3
+"""A conflict means the scheduler moved a job being handed over, which it does once or twice."""
 
 
 @dataclass(frozen=True)
@@ -31,9 +35,24 @@ class Intake:
     store: EventStore
     vault: SecretVault
     clock: Clock
+    worker: str | None = None
 
     def record(self, action_name: str, action: Action, polled: Sequence[Mapping[str, Any]]) -> int:
         """Returns how many jobs are new to this worker."""
+        attempt = 1
+        while True:
+            try:
+                return self._record(action_name, action, polled)
+            except ConcurrencyConflict:
+                # The scheduler appended to a job this poll hands over (its progress report was
+                # recorded meanwhile): read again and redo. Giving up would leave the polled
+                # jobs unrecorded until CodePipeline dispatches them again.
+                if attempt >= _CONFLICT_ATTEMPTS:
+                    raise
+                attempt += 1
+
+    def _record(self, action_name: str, action: Action,
+                polled: Sequence[Mapping[str, Any]]) -> int:
         now = self.clock.now()
         ids = [str(job.get("id", "")) for job in polled]
         known = self.store.get_many([i for i in ids if i])
@@ -53,10 +72,11 @@ class Intake:
                            credentials_from(data), now)
             existing = known.get(job_id)
             if existing is not None:
-                changes.extend(self._redispatch(existing, str(raw.get("nonce", "")), now))
+                changes.extend(self._redispatch(existing, str(raw.get("nonce", "")), now,
+                                                self.worker))
                 continue
             event_data = self._acquired_data(action_name, action, raw, data, configuration)
-            event = Event(job_id, 1, "acquired", now, event_data)
+            event = Event(job_id, 1, "acquired", now, event_data, worker=self.worker)
             changes.append(Change([event], project(None, event), new=True))
             new += 1
             if "continuation_token" not in event_data:
@@ -70,7 +90,7 @@ class Intake:
                 ):
                     joined[previous.job_id] = previous
                     changes.append(_append(previous, NewEvent("continuation_joined",
-                                                              {"by": job_id}), now))
+                                                              {"by": job_id}), now, self.worker))
         if changes:
             self.store.commit(changes)
             for change in changes:
@@ -80,10 +100,10 @@ class Intake:
         return new
 
     @staticmethod
-    def _redispatch(job: Job, nonce: str, now: float) -> list[Change]:
+    def _redispatch(job: Job, nonce: str, now: float, worker: str | None) -> list[Change]:
         """The same job handed out again (a missed ack): same machine, new nonce."""
         if job.state is JobState.ACQUIRED and nonce and nonce != job.nonce:
-            return [_append(job, NewEvent("redispatched", {"nonce": nonce}), now)]
+            return [_append(job, NewEvent("redispatched", {"nonce": nonce}), now, worker)]
         log.info("job %s was handed out again while %s; nothing to do", job.job_id,
                  job.state.value)
         return []
@@ -146,6 +166,6 @@ def _artifact(artifact: Mapping[str, Any]) -> dict[str, JSON]:
             "bucket": location.get("bucketName"), "key": location.get("objectKey")}
 
 
-def _append(job: Job, new: NewEvent, now: float) -> Change:
-    event = Event(job.job_id, job.last_seq + 1, new.type, now, new.data)
+def _append(job: Job, new: NewEvent, now: float, worker: str | None) -> Change:
+    event = Event(job.job_id, job.last_seq + 1, new.type, now, new.data, worker=worker)
     return Change([event], project(job, event), new=False)

@@ -36,6 +36,8 @@ class Event:
     at: float
     data: Mapping[str, JSON]
     version: int = EVENT_SCHEMA_VERSION
+    worker: str | None = None
+    """The worker process that wrote it (host:pid:random); None for events written elsewhere."""
 
 
 @dataclass(frozen=True)

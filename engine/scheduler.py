@@ -116,7 +116,8 @@ class Scheduler:
                 log.error("%s; the outcome is dropped and the job retried", error)
                 new_events, after = step(job, RetryLater(str(error)), now,
                                          self.policy_for(job.action), self.owner)
-            stored = [Event(job.job_id, job.last_seq + i + 1, e.type, now, e.data)
+            stored = [Event(job.job_id, job.last_seq + i + 1, e.type, now, e.data,
+                            worker=self.owner)
                       for i, e in enumerate(new_events)]
             changes.append(Change(stored, after, new=False))
         try:

@@ -93,7 +93,7 @@ class Worker:
             claim_depth=self.settings.claim_depth,
             on_event=self._log_events,
         )
-        self.intake = Intake(store, self.vault, self.clock)
+        self.intake = Intake(store, self.vault, self.clock, self.owner)
         self.poller = Poller(
             codepipeline, self.actions, self.intake, self.clock,
             capacity=self.free_capacity, on_jobs=self.scheduler.wake.set,

@@ -51,6 +51,7 @@ events = sa.Table(
     sa.Column("at", UTCTime, nullable=False),
     sa.Column("version", sa.SmallInteger, nullable=False),
     sa.Column("data", JSONData, nullable=False),
+    sa.Column("worker", sa.String(200), nullable=True),
 )
 """Append-only. The key (job_id, seq) turns two writers racing on one job into an IntegrityError."""
 

@@ -65,6 +65,11 @@ def _job_to_row(job: Job) -> dict[str, Any]:
     return row
 
 
+def _row_to_event(row: RowMapping) -> Event:
+    return Event(row["job_id"], row["seq"], row["type"], row["at"], row["data"], row["version"],
+                 row["worker"])
+
+
 def worker_id() -> str:
     """host:pid:random: unique per process; tells whether a lease's holder may still be alive."""
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
@@ -129,7 +134,7 @@ class EventStore:
         changes = sorted(changes, key=lambda c: c.job.job_id)
         event_rows = [
             {"job_id": e.job_id, "seq": e.seq, "type": e.type, "at": e.at,
-             "version": e.version, "data": dict(e.data)}
+             "version": e.version, "data": dict(e.data), "worker": e.worker}
             for change in changes for e in change.events
         ]
         inserts = [_job_to_row(c.job) for c in changes if c.new]
@@ -277,7 +282,7 @@ class EventStore:
             rows = conn.execute(
                 sa.select(events).where(events.c.job_id == job_id).order_by(events.c.seq)
             ).mappings().all()
-        return [Event(r["job_id"], r["seq"], r["type"], r["at"], r["data"], r["version"])
+        return [_row_to_event(r)
                 for r in rows]
 
     def histories(self, job_ids: Sequence[str] | None = None) -> Iterator[list[Event]]:
@@ -288,7 +293,7 @@ class EventStore:
         current: list[Event] = []
         with self._read() as conn:
             for r in conn.execute(query).mappings():
-                event = Event(r["job_id"], r["seq"], r["type"], r["at"], r["data"], r["version"])
+                event = _row_to_event(r)
                 if current and current[0].job_id != event.job_id:
                     yield current
                     current = []

@@ -16,12 +16,16 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields, replace
 from datetime import datetime, timezone
+from importlib.resources import files
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.exc import IntegrityError
 
 from engine.errors import AmbiguousJob, ConcurrencyConflict, UnknownJob
@@ -726,6 +730,37 @@ def test_the_migrated_schema_matches_the_tables(store: EventStore) -> None:
     assert [d[0] for d in diffs] == ["add_column"] and diffs[0][3].name == "extra"
 
 
+def head_revision() -> str:
+    """The newest migration, read from the scripts themselves."""
+    config = Config()
+    config.set_main_option("script_location", str(files("engine.store") / "migrations"))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def test_an_old_database_is_upgraded_with_its_history_intact(store_url: str) -> None:
+    """A database written at the first migration keeps every event when it is upgraded."""
+    engine = sa.create_engine(store_url)
+    config = Config()
+    config.set_main_option("script_location", str(files("engine.store") / "migrations"))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+        conn.exec_driver_sql(
+            "INSERT INTO events (job_id, seq, type, at, version, data) "
+            "VALUES ('old-job', 1, 'acquired', '2026-01-01 00:00:00', 1, '{}')"
+        )
+    engine.dispose()
+    upgraded = open_store(store_url)
+    try:
+        [event] = upgraded.history("old-job")
+        assert (event.type, event.worker) == ("acquired", None)
+        assert _schema_differences(upgraded, metadata) == []
+    finally:
+        upgraded.close()
+
+
 def test_migrating_again_changes_nothing(store_url: str, store: EventStore) -> None:
     job = write(store, "job-a", T0, *SUCCESS[:2])
     store.migrate()
@@ -737,7 +772,7 @@ def test_migrating_again_changes_nothing(store_url: str, store: EventStore) -> N
         with again.engine.connect() as conn:
             versions = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
             tables = set(sa.inspect(conn).get_table_names())
-        assert [v[0] for v in versions] == ["0001"]
+        assert [v[0] for v in versions] == [head_revision()]
         assert tables == {"alembic_version", "events", "jobs"}
     finally:
         again.close()
