@@ -88,9 +88,10 @@ class Intake:
                 if previous.state in (JobState.AWAITING_CONTINUATION, JobState.HANDING_ON) and (
                     continues in (None, previous.job_id)
                 ):
-                    joined[previous.job_id] = previous
-                    changes.append(_append(previous, NewEvent("continuation_joined",
-                                                              {"by": job_id}), now, self.worker))
+                    change = _append(previous, NewEvent("continuation_joined", {"by": job_id}),
+                                     now, self.worker)
+                    joined[previous.job_id] = change.job  # handed on: a second one joins nothing
+                    changes.append(change)
         if changes:
             self.store.commit(changes)
             for change in changes:
@@ -101,8 +102,12 @@ class Intake:
 
     @staticmethod
     def _redispatch(job: Job, nonce: str, now: float, worker: str | None) -> list[Change]:
-        """The same job handed out again (a missed ack): same machine, new nonce."""
-        if job.state is JobState.ACQUIRED and nonce and nonce != job.nonce:
+        """The same job handed out again (a missed ack): same machine, new nonce.
+
+        A job this worker lost (its ack refused) and is handed again is nobody's: CodePipeline
+        would otherwise re-dispatch it to us and be ignored until its 24 h timeout.
+        """
+        if job.state in (JobState.ACQUIRED, JobState.LOST) and nonce and nonce != job.nonce:
             return [_append(job, NewEvent("redispatched", {"nonce": nonce}), now, worker)]
         log.info("job %s was handed out again while %s; nothing to do", job.job_id,
                  job.state.value)

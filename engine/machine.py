@@ -43,7 +43,8 @@ class JobState(str, Enum):
     ABANDONED = "abandoned"
     """CodePipeline no longer wants a result (stopped, timed out), or reporting was given up."""
     LOST = "lost"
-    """Another worker holds the job, or CodePipeline withdrew it before acknowledgement."""
+    """Another worker holds the job, or CodePipeline withdrew it before acknowledgement. Final,
+    unless CodePipeline hands the job to this worker again (redispatched)."""
 
 
 class Effect(str, Enum):
@@ -68,6 +69,7 @@ TRANSITIONS: list[tuple[str, list[JobState] | JobState, JobState | None]] = [
     # trigger (= event type)   sources                                 dest (None: stay)
     ("acquired", S.NEW, S.ACQUIRED),
     ("redispatched", S.ACQUIRED, None),
+    ("redispatched", S.LOST, S.ACQUIRED),
     ("acknowledged", S.ACQUIRED, S.ACKNOWLEDGED),
     ("job_lost", S.ACQUIRED, S.LOST),
     ("submit_intended", S.ACKNOWLEDGED, S.SUBMITTED),

@@ -31,13 +31,15 @@ class LedgerAction(Action):
         ledger = Path(job.configuration["Ledger"])
         run_file = ledger / f"{job.execution_id}.json"
         with _locked(ledger):
-            if job.resumed and run_file.exists():
-                run = json.loads(run_file.read_text())
-            else:
+            run = _earlier_run(ledger, job.execution_id) if job.resumed else None
+            if run is None:
                 run = {"run_id": f"run-{uuid.uuid4().hex[:12]}", "checks": 0, "cancelled": False}
-                run_file.write_text(json.dumps(run))
+                # The log line is the run's start, in one write: a killed worker leaves it whole.
                 with open(ledger / "submissions.log", "a") as log:
                     log.write(f"{job.execution_id} {run['run_id']} {job.job_id}\n")
+                _write(run_file, run)
+            elif not run_file.exists():  # the earlier submit died between its two writes
+                _write(run_file, run)
         return InProgress(RunDetails(run["run_id"], "running", 0), {"run_id": run["run_id"]})
 
     def check(self, job: JobContext) -> ActionOutcome:
@@ -47,7 +49,7 @@ class LedgerAction(Action):
             run_file = ledger / f"{job.execution_id}.json"
             run: dict[str, Any] = json.loads(run_file.read_text())
             run["checks"] += 1
-            run_file.write_text(json.dumps(run))
+            _write(run_file, run)
         details = RunDetails(run["run_id"], "running", min(99, 100 * run["checks"] // steps))
         if run["cancelled"]:
             return Failed(FailureType.JOB_FAILED, f"run {run['run_id']} was cancelled")
@@ -69,8 +71,29 @@ class LedgerAction(Action):
                 return Cancelled(True, "no run to cancel")
             run = json.loads(run_file.read_text())
             run["cancelled"] = True
-            run_file.write_text(json.dumps(run))
+            _write(run_file, run)
         return Cancelled(True, f"run {run['run_id']} cancelled")
+
+
+def _earlier_run(ledger: Path, execution_id: str) -> dict[str, Any] | None:
+    """The run an earlier submit started: its file, or its log line if it died before the file."""
+    run_file = ledger / f"{execution_id}.json"
+    if run_file.exists():
+        found: dict[str, Any] = json.loads(run_file.read_text())
+        return found
+    log = ledger / "submissions.log"
+    for line in log.read_text().splitlines() if log.exists() else []:
+        execution, run_id, _ = line.split()
+        if execution == execution_id:
+            return {"run_id": run_id, "checks": 0, "cancelled": False}
+    return None
+
+
+def _write(run_file: Path, run: dict[str, Any]) -> None:
+    """Replace the run file atomically: a worker killed mid-write must not corrupt the ledger."""
+    temporary = run_file.with_suffix(".tmp")
+    temporary.write_text(json.dumps(run))
+    os.replace(temporary, run_file)
 
 
 class _locked:

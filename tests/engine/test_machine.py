@@ -28,6 +28,7 @@ WORKING = [S.ACQUIRED, S.SUBMITTED, S.RUNNING, S.HANDING_ON, S.REPORTING_SUCCESS
 LEGAL: dict[tuple[JobState, str], JobState] = {
     (S.NEW, "acquired"): S.ACQUIRED,
     (S.ACQUIRED, "redispatched"): S.ACQUIRED,
+    (S.LOST, "redispatched"): S.ACQUIRED,
     (S.ACQUIRED, "acknowledged"): S.ACKNOWLEDGED,
     (S.ACQUIRED, "job_lost"): S.LOST,
     (S.ACKNOWLEDGED, "submit_intended"): S.SUBMITTED,
@@ -71,6 +72,8 @@ PATHS: dict[str, tuple[list[str], JobState]] = {
     "abandoned": (["acquired", "acknowledged", "submit_intended", "run_started",
                    "progress_changed", "job_rejected", "run_cancelled"], S.ABANDONED),
     "lost": (["acquired", "attempt_failed", "job_lost"], S.LOST),
+    "lost then handed out again": (["acquired", "job_lost", "redispatched", "acknowledged",
+                                    "submit_intended"], S.SUBMITTED),
     "timed out": (["acquired", "acknowledged", "submit_intended", "run_started",
                    "run_timed_out", "attempt_failed", "run_cancelled", "result_reported"],
                   S.FAILED),
@@ -123,10 +126,12 @@ def test_replay_names_an_event_type_this_version_does_not_know() -> None:
     assert result.error is not None and "does not know" in str(result.error)
 
 
-def test_final_states_have_no_effect_and_accept_nothing() -> None:
+def test_final_states_have_no_effect_and_accept_nothing_but_a_new_dispatch() -> None:
     for state in FINAL:
         assert state not in EFFECTS
         for event in EVENT_TYPES:
+            if (state, event) == (S.LOST, "redispatched"):
+                continue
             with pytest.raises(IllegalEvent):
                 next_state(state, event)
 
