@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -190,6 +191,14 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-call (a killed worker) is normal here, not a traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionResetError, BrokenPipeError, TimeoutError)):
+            log.debug("client %s went away: %s", client_address, error)
+            return
+        super().handle_error(request, client_address)
 
     def __init__(self, address: tuple[str, int], app: App) -> None:
         self.app = app
