@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from tenacity import RetryCallState, Retrying, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, wait_exponential, wait_random
 
 from engine.machine import Effect, JobState, effect_of
 from engine.outcomes import (
@@ -33,7 +33,7 @@ from engine.projection import Event, Job, NewEvent, project
 
 def tenacity_backoff(initial: float = 2.0, maximum: float = 300.0) -> Callable[[int], float]:
     """Seconds to wait before attempt `n + 1`, from tenacity's exponential backoff with jitter."""
-    wait = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+    wait = wait_exponential(multiplier=initial, max=maximum) + wait_random(0, initial)
     retrying = Retrying()
 
     def backoff(attempt: int) -> float:

@@ -8,10 +8,10 @@ log, so the two cannot drift apart.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from engine.machine import JobState, effect_of, is_final, next_state
+from engine.machine import EFFECTS, FINAL, IllegalEvent, JobState, next_state
 from engine.outcomes import JSON
 
 EVENT_SCHEMA_VERSION = 1
@@ -78,7 +78,7 @@ class Job:
 
     @property
     def final(self) -> bool:
-        return is_final(self.state)
+        return self.state in FINAL
 
 
 def _merge(base: Mapping[str, JSON], extra: Any) -> Mapping[str, JSON]:
@@ -89,65 +89,108 @@ def _merge(base: Mapping[str, JSON], extra: Any) -> Mapping[str, JSON]:
     return merged
 
 
-def project(job: Job | None, event: Event) -> Job:
-    """The row after `event`; raises IllegalEvent when the machine cannot accept it."""
+def _first(event: Event) -> dict[str, Any]:
+    """The row's values from a job's first event."""
     data = event.data
-    if job is None:
-        state = next_state(JobState.NEW, event.type, event.job_id)
-        job = Job(
-            job_id=event.job_id,
-            state=state,
-            action=str(data.get("action", "")),
-            action_type=str(data.get("action_type", "")),
-            execution_id=str(data.get("execution_id", "")),
-            created_at=event.at,
-            updated_at=event.at,
-            last_seq=event.seq,
-            next_due_at=event.at,
-            pipeline=data.get("pipeline") or {},
-            nonce=data.get("nonce"),
-            continues=data.get("continues"),
-            continuation_token=data.get("continuation_token"),
-            problem=data.get("problem"),
-            run=data.get("run") or {},
-            details=data.get("details"),
-            external_id=_external_id(data.get("details")),
-            run_started_at=data.get("run_started_at"),
-        )
-        return job
-    state = next_state(job.state, event.type, event.job_id)
-    changes: dict[str, Any] = {
-        "state": state,
+    return {
+        "job_id": event.job_id,
+        "state": next_state(JobState.NEW, event.type, event.job_id),
+        "action": str(data.get("action", "")),
+        "action_type": str(data.get("action_type", "")),
+        "execution_id": str(data.get("execution_id", "")),
+        "created_at": event.at,
         "updated_at": event.at,
         "last_seq": event.seq,
-        "attempt": int(data.get("attempt", 0)) if event.type == "attempt_failed" else 0,
+        "next_due_at": event.at,
+        "pipeline": data.get("pipeline") or {},
+        "nonce": data.get("nonce"),
+        "external_id": _external_id(data.get("details")),
+        "run": data.get("run") or {},
+        "details": data.get("details"),
+        "pending": None,
+        "continues": data.get("continues"),
+        "continued_by": None,
+        "continuation_token": data.get("continuation_token"),
+        "problem": data.get("problem"),
+        "attempt": 0,
+        "run_started_at": data.get("run_started_at"),
+        "reason": None,
+        "intent_by": None,
     }
-    if "nonce" in data:
-        changes["nonce"] = data["nonce"]
-    if "run" in data:
-        changes["run"] = _merge(job.run, data["run"])
-    if data.get("details"):
-        changes["details"] = data["details"]
-        external = _external_id(data["details"])
-        if external:
-            changes["external_id"] = external
-    if "report" in data:
-        changes["pending"] = data["report"]
-    if "reason" in data:
-        changes["reason"] = data["reason"]
-    if "by" in data:
-        changes["continued_by"] = data["by"]
+
+
+def _apply(values: dict[str, Any], event: Event) -> None:
+    """Move a row's values (a dict, changed in place) past one event: the fold's inner step."""
+    data = event.data
+    state = next_state(values["state"], event.type, event.job_id)
+    values["state"] = state
+    values["updated_at"] = event.at
+    values["last_seq"] = event.seq
+    values["attempt"] = int(data.get("attempt", 0)) if event.type == "attempt_failed" else 0
+    if data:
+        if "nonce" in data:
+            values["nonce"] = data["nonce"]
+        if "run" in data:
+            values["run"] = _merge(values["run"], data["run"])
+        details = data.get("details")
+        if details:
+            values["details"] = details
+            external = _external_id(details)
+            if external:
+                values["external_id"] = external
+        if "report" in data:
+            values["pending"] = data["report"]
+        if "reason" in data:
+            values["reason"] = data["reason"]
+        if "by" in data:
+            values["continued_by"] = data["by"]
     if event.type == "submit_intended":
-        changes["intent_by"] = data.get("worker")
-    if event.type == "run_started":
-        changes["run_started_at"] = event.at
-    if is_final(state):
-        changes["next_due_at"] = None
+        values["intent_by"] = data.get("worker")
+    elif event.type == "run_started":
+        values["run_started_at"] = event.at
+    if state in FINAL:
+        values["next_due_at"] = None
     elif "due_at" in data:
-        changes["next_due_at"] = float(data["due_at"])
-    elif effect_of(state) is not None:
-        changes["next_due_at"] = event.at
-    return replace(job, **changes)
+        values["next_due_at"] = float(data["due_at"])
+    elif state in EFFECTS:
+        values["next_due_at"] = event.at
+
+
+def project(job: Job | None, event: Event) -> Job:
+    """The row after `event`; raises IllegalEvent when the machine cannot accept it."""
+    if job is None:
+        return Job(**_first(event))
+    values = dict(job.__dict__)
+    _apply(values, event)
+    return Job(**values)
+
+
+def fold_checked(events: Iterable[Event]) -> tuple[Job | None, int, IllegalEvent | None]:
+    """fold(), stopping at the first event the machine cannot accept: (row so far, accepted,
+    the refusal or None). What `cpworker replay` reports."""
+    values: dict[str, Any] | None = None
+    accepted = 0
+    for event in events:
+        try:
+            if values is None:
+                values = _first(event)
+            else:
+                _apply(values, event)
+        except IllegalEvent as refusal:
+            return (None if values is None else Job(**values)), accepted, refusal
+        accepted += 1
+    return (None if values is None else Job(**values)), accepted, None
+
+
+def fold(events: Iterable[Event]) -> Job | None:
+    """Rebuild a job's row from its whole history: one dict moved through every event, one Job."""
+    values: dict[str, Any] | None = None
+    for event in events:
+        if values is None:
+            values = _first(event)
+        else:
+            _apply(values, event)
+    return None if values is None else Job(**values)
 
 
 def _external_id(details: Any) -> str | None:
@@ -155,11 +198,3 @@ def _external_id(details: Any) -> str | None:
         value = details.get("external_id")
         return None if value is None else str(value)
     return None
-
-
-def fold(events: Iterable[Event]) -> Job | None:
-    """Rebuild a job's row from its whole history."""
-    job: Job | None = None
-    for event in events:
-        job = project(job, event)
-    return job

@@ -63,8 +63,15 @@ class Scheduler:
         self.wake = threading.Event()
         self._done: queue.SimpleQueue[tuple[Job, Outcome | None]] = queue.SimpleQueue()
         self._in_flight: set[str] = set()
+        self._running = 0
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="effect")
+
+    @property
+    def running(self) -> int:
+        """Effects started and not yet returned (their outcomes may still await a commit)."""
+        with self._lock:
+            return self._running
 
     @property
     def in_flight(self) -> int:
@@ -81,6 +88,12 @@ class Scheduler:
                 outcomes.append(self._done.get_nowait())
             except queue.Empty:
                 break
+        # A job stays "in flight" from its claim until its outcome is committed (below, in the
+        # same transaction as the next claim): released any earlier, a round could claim it
+        # again while its outcome waits in the queue, and run its effect twice.
+        with self._lock:
+            for job, _ in outcomes:
+                self._in_flight.discard(job.job_id)
         room = self.pool_size * self.claim_depth - self.in_flight
         request: Claim | None = None
         if claim and room > 0:
@@ -92,10 +105,11 @@ class Scheduler:
             effect = effect_of(job.state)
             if effect is None:
                 continue
-            if effect is Effect.DECIDE:
-                self._done.put((job, None))  # no I/O: decided and committed next round
-            elif effect is Effect.EXPIRE:
-                self._done.put((job, self.effects.run(job, effect)))
+            if effect in (Effect.DECIDE, Effect.EXPIRE):
+                with self._lock:
+                    self._in_flight.add(job.job_id)
+                outcome = self.effects.run(job, effect) if effect is Effect.EXPIRE else None
+                self._done.put((job, outcome))  # no I/O: decided and committed next round
             else:
                 self._start(job, effect)
                 stats.started += 1
@@ -140,16 +154,15 @@ class Scheduler:
     def _start(self, job: Job, effect: Effect) -> None:
         with self._lock:
             self._in_flight.add(job.job_id)
+            self._running += 1
 
         def work() -> None:
-            try:
-                crashpoints.reached(f"before:{effect.value}")
-                outcome = self.effects.run(job, effect)
-                crashpoints.reached(f"after:{effect.value}")
-            finally:
-                with self._lock:
-                    self._in_flight.discard(job.job_id)
+            crashpoints.reached(f"before:{effect.value}")
+            outcome = self.effects.run(job, effect)  # never raises (engine.effects)
+            crashpoints.reached(f"after:{effect.value}")
             self._done.put((job, outcome))
+            with self._lock:
+                self._running -= 1
             self.wake.set()
 
         self._pool.submit(work)

@@ -93,7 +93,7 @@ class ActionHarness:
         found = self.worker.poll_now()
         started = self.worker.scheduler.run_round()
         deadline = time.monotonic() + 30
-        while self.worker.scheduler.in_flight and time.monotonic() < deadline:
+        while self.worker.scheduler.running and time.monotonic() < deadline:
             time.sleep(0.001)
         finished = self.worker.scheduler.run_round(claim=False)
         return bool(found or started.committed or started.started or finished.committed)

@@ -138,7 +138,7 @@ class EventStore:
             for change in changes for e in change.events
         ]
         inserts = [_job_to_row(c.job) for c in changes if c.new]
-        updates = [_job_to_row(c.job) for c in changes if not c.new]
+        updates = [_job_update(c.job) for c in changes if not c.new]
         try:
             with self._begin() as conn:
                 if event_rows:
@@ -363,17 +363,34 @@ class EventStore:
         self.engine.dispose()
 
 
+_FIXED_FIELDS = frozenset({"job_id", "action", "action_type", "execution_id", "created_at",
+                           "pipeline", "continues", "continuation_token", "problem"})
+"""Set by a job's first event and never changed by a later one (engine.projection._apply)."""
+_CHANGING_FIELDS = [name for name in _JOB_FIELDS if name not in _FIXED_FIELDS]
+
 _UPDATE_JOB = (
     jobs.update()
     .where(jobs.c.job_id == sa.bindparam("b_job_id"))
-    .values({name: sa.bindparam(f"b_{name}") for name in _JOB_FIELDS if name != "job_id"})
+    .values({name: sa.bindparam(f"b_{name}") for name in _CHANGING_FIELDS})
     .values(lease_owner=None, lease_expires_at=None)
 )
+"""Each step rewrites only what a step can change: not the pipeline context, the largest part."""
 """A committed step ends the lease: the row is due again by next_due_at, for whoever claims it."""
 
 
 def _bind(row: Mapping[str, Any]) -> dict[str, Any]:
     return {f"b_{name}": value for name, value in row.items()}
+
+
+def _job_update(job: Job) -> dict[str, Any]:
+    """The changing columns of a row, for _UPDATE_JOB."""
+    row = {name: getattr(job, name) for name in _CHANGING_FIELDS}
+    row["job_id"] = job.job_id
+    row["state"] = job.state.value
+    row["run"] = dict(job.run)
+    row["details"] = None if job.details is None else dict(job.details)
+    row["pending"] = None if job.pending is None else dict(job.pending)
+    return row
 
 
 def _sqlite_setup(engine: Engine, synchronous: str) -> None:

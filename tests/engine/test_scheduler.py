@@ -1,0 +1,60 @@
+"""The scheduler at volume: every effect runs once per step, and every job ends."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from engine.action import JobContext
+from engine.outcomes import ActionOutcome
+from engine.store import open_store
+from engine.worker import Settings, Worker
+from tests.bench.standin import InProcessCodePipeline, InstantAction
+
+
+class CountingAction(InstantAction):
+    """InstantAction that counts how often each job's submit and check run, and takes a few
+    milliseconds like a network call, so effects finish at any point of a scheduler round."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self.lock = threading.Lock()
+        self.latency = random.Random(7)
+
+    def _call(self, job: JobContext, name: str) -> None:
+        with self.lock:
+            self.calls[(job.job_id, name)] += 1
+            pause = self.latency.uniform(0.0, 0.004)
+        time.sleep(pause)
+
+    def submit(self, job: JobContext) -> ActionOutcome:
+        self._call(job, "submit")
+        return super().submit(job)
+
+    def check(self, job: JobContext) -> ActionOutcome:
+        self._call(job, "check")
+        return super().check(job)
+
+
+def test_no_effect_runs_twice_while_its_outcome_waits_to_be_committed(tmp_path: Path) -> None:
+    """A job stays in flight from its claim until its outcome is committed; had it left
+    earlier, a round could claim its stale row and run the effect again. Effects here end at
+    any moment of a round, as network calls do."""
+    jobs = 600
+    codepipeline = InProcessCodePipeline(jobs)
+    action = CountingAction()
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}", synchronous="FULL")
+    worker = Worker(store, codepipeline, {"instant": action},
+                    Settings(report_progress=False, poll_interval=0.05, poll_interval_min=0.01,
+                             max_in_flight=500, effect_threads=16))
+    assert worker.run(until_idle=True) == 0
+    assert len(codepipeline.results) == jobs
+    assert codepipeline.calls["AcknowledgeJob"] == jobs
+    assert set(codepipeline.results.values()) == {"PutJobSuccessResult"}
+    repeated = {key: n for key, n in action.calls.items() if n != 1}
+    assert repeated == {}
+    assert len(action.calls) == 2 * jobs
+    assert store.count_active() == 0
