@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -31,6 +30,8 @@ class PollRound:
     found: int
     new: int
     errors: int
+    full: bool = False
+    """Some poll returned all it was asked for: CodePipeline probably holds more right now."""
 
 
 class Poller:
@@ -64,29 +65,35 @@ class Poller:
     def poll_once(self) -> PollRound:
         """One round over every action type, within the free capacity."""
         found = new = errors = 0
+        full = False
         for name, action in self.actions.items():
             free = self.capacity()
             if free <= 0:
                 break
             type_id = action.definition().type_id
+            asked = min(free, MAX_BATCH)
             try:
-                jobs = self.codepipeline.poll(type_id.to_api(), min(free, MAX_BATCH),
-                                              self.query.get(name))
+                jobs = self.codepipeline.poll(type_id.to_api(), asked, self.query.get(name))
             except (ClientError, BotoCoreError) as error:
                 errors += 1
                 log.warning("PollForJobs for %s failed: %s", type_id, error)
                 continue
             if jobs:
                 found += len(jobs)
+                full = full or len(jobs) >= asked
                 new += self.intake.record(name, action, jobs)
         self.rounds += 1
-        self.last_round = PollRound(found, new, errors)
+        self.last_round = PollRound(found, new, errors, full)
         if found:
             self.on_jobs()
         return self.last_round
 
     def next_interval(self, last: PollRound) -> float:
-        """Quick while jobs arrive; doubling with jitter up to the maximum when idle or failing."""
+        """At once after a full batch (a backlog), quick while jobs arrive, doubling with jitter up
+        to the maximum when idle or failing."""
+        if last.full and not last.errors:
+            self.interval = self.min_interval
+            return 0.0
         if last.found and not last.errors:
             self.interval = self.min_interval
         else:
@@ -94,18 +101,3 @@ class Poller:
         jitter = self.rng.uniform(0.8, 1.0) if self.interval < self.max_interval else \
             self.rng.uniform(0.9, 1.0)
         return self.interval * jitter
-
-    def run(self, stop: threading.Event, full: threading.Event | None = None) -> None:
-        """Poll until `stop`; `full` (optional) is set when there was no room to ask for jobs."""
-        while not stop.is_set():
-            if self.capacity() <= 0:
-                if full is not None:
-                    full.set()
-                self.clock.wait(stop, self.min_interval)
-                continue
-            try:
-                last = self.poll_once()
-            except Exception:  # the poller is a loop that must outlive any single bad round
-                log.exception("poll round failed")
-                last = PollRound(0, 0, 1)
-            self.clock.wait(stop, self.next_interval(last))

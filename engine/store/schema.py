@@ -5,40 +5,19 @@ Migrations (engine/store/migrations) create exactly these; a test checks they ag
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any
-
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import Dialect
 
 metadata = sa.MetaData()
 
 
-class UTCTime(sa.types.TypeDecorator[float]):
-    """A UTC timestamp column that Python sees as epoch seconds (what the Clock gives).
+UTCTime: sa.Double[float] = sa.Double()
+"""A UTC instant as seconds since the Unix epoch (double precision), as the Clock gives it.
 
-    SQLite stores it as naive UTC text, PostgreSQL as timestamptz: both readable in a SQL shell.
-    """
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        moment = datetime.fromtimestamp(float(value), tz=timezone.utc)
-        return moment.replace(tzinfo=None) if dialect.name == "sqlite" else moment
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> float | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return float(value.timestamp())
-
+Migration 0003 moved from DATETIME columns: converting every timestamp on every row written
+and read cost a quarter of the scheduler's time. A SQL shell shows them with
+`datetime(at, 'unixepoch', 'subsec')` (SQLite) or `to_timestamp(at)` (PostgreSQL).
+"""
 
 JSONData = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 

@@ -360,21 +360,24 @@ def test_timestamps_round_trip_as_utc_epoch_seconds(store: EventStore) -> None:
         assert job is not None
         for value in (job.created_at, job.updated_at, job.next_due_at):
             assert value == pytest.approx(at, abs=1e-6)
-    # In the table itself: UTC, so that a SQL shell shows the same instant as the log.
+    # In the table itself: UTC epoch seconds, which a SQL shell turns into the same instant
+    # (to the millisecond) whatever its session's time zone.
     with store.engine.connect() as conn:
         if store.dialect == "postgresql":
             raw = conn.exec_driver_sql(
-                "SELECT job_id, EXTRACT(EPOCH FROM at)::float8, "
-                "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') FROM events"
+                "SELECT job_id, at, "
+                "to_char(to_timestamp(at) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS') "
+                "FROM events"
             ).all()
         else:
-            raw = conn.exec_driver_sql("SELECT job_id, NULL, at FROM events").all()
+            raw = conn.exec_driver_sql(
+                "SELECT job_id, at, strftime('%Y-%m-%d %H:%M:%f', at, 'unixepoch') FROM events"
+            ).all()
     for job_id, epoch, text in raw:
         at = moments[int(job_id.split("-")[1])]
-        expected = datetime.fromtimestamp(round(at, 6), tz=timezone.utc)
-        assert text == expected.strftime("%Y-%m-%d %H:%M:%S.%f")
-        if epoch is not None:
-            assert epoch == pytest.approx(at, abs=1e-6)
+        assert epoch == pytest.approx(at, abs=1e-6)
+        shown = datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=timezone.utc)
+        assert shown.timestamp() == pytest.approx(at, abs=0.0011)
 
 
 def test_the_event_version_is_kept(store: EventStore) -> None:
@@ -756,6 +759,8 @@ def test_an_old_database_is_upgraded_with_its_history_intact(store_url: str) -> 
     try:
         [event] = upgraded.history("old-job")
         assert (event.type, event.worker) == ("acquired", None)
+        assert event.at == pytest.approx(
+            datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp(), abs=1e-3)
         assert _schema_differences(upgraded, metadata) == []
     finally:
         upgraded.close()

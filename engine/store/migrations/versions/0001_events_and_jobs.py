@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
-from engine.store.schema import JSONData, UTCTime
+# The types as they were at this revision (a migration never follows later schema changes).
+UTCTime = sa.DateTime(timezone=True)
+JSONData = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 revision = "0001"
 down_revision = None
