@@ -16,8 +16,10 @@ CLAIM_DEPTH = 4
 """Machines claimed per effect thread and round: a queue deep enough that a round's group
 commit carries many jobs, shallow enough that leases never expire in the queue."""
 
-POLL_INTERVAL = 30.0
-"""Longest wait between polls when idle; AWS's own workers poll every 30 s."""
+POLL_INTERVAL = 33.0
+"""Longest wait between polls when idle. The poller waits 90-100 % of it (jitter spreads many
+workers' polls), about 31 s on average: under two polls a minute per action type, as AWS's
+own workers (every 30 s)."""
 
 POLL_INTERVAL_MIN = 1.0
 """Wait between polls while jobs keep arriving."""

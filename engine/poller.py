@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from engine import defaults
 from engine.action import Action
 from engine.clock import Clock
 from engine.codepipeline import CodePipeline
@@ -43,8 +44,8 @@ class Poller:
         clock: Clock,
         capacity: Callable[[], int],
         on_jobs: Callable[[], None],
-        min_interval: float = 1.0,
-        max_interval: float = 30.0,
+        min_interval: float = defaults.POLL_INTERVAL_MIN,
+        max_interval: float = defaults.POLL_INTERVAL,
         query: Mapping[str, Mapping[str, str]] | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -80,7 +81,10 @@ class Poller:
                 continue
             if jobs:
                 found += len(jobs)
-                full = full or len(jobs) >= asked
+                # Only a batch limited by MAX_BATCH says "more waiting"; one limited by our own
+                # capacity says "we are full", and polling again at once would only trickle
+                # jobs in one small transaction (and fsync) at a time.
+                full = full or (asked == MAX_BATCH and len(jobs) >= asked)
                 new += self.intake.record(name, action, jobs)
         self.rounds += 1
         self.last_round = PollRound(found, new, errors, full)

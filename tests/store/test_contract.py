@@ -795,3 +795,11 @@ def test_sqlite_is_durable_by_default(tmp_path: Any) -> None:
         finally:
             opened.close()
     assert os.path.exists(tmp_path / "FULL.db")
+
+
+def test_the_store_knows_the_newest_migration_without_reading_the_scripts(
+    store: EventStore,
+) -> None:
+    from engine.store.sql import HEAD_REVISION
+
+    assert HEAD_REVISION == head_revision() == store.revision()

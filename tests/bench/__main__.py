@@ -1,0 +1,194 @@
+"""The benchmarks, cpworker beside its baselines in one run, as a table of medians and ratios.
+
+    python -m tests.bench            # the full run (several minutes), figures for the README
+    python -m tests.bench --smoke    # tiny sizes, one repetition: proves every benchmark runs
+
+Nothing asserts a speed: the machines are shared and noisy, so the figures are read as ratios
+to baselines measured in the same run, on the same disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.bench import baselines, engine_bench
+
+
+@dataclass(frozen=True)
+class Sizes:
+    runs: int
+    e2e_jobs: int
+    dbos_workflows: int
+    append_jobs: int
+    es_aggregates: int
+    sa_rows: int
+    history: int
+    in_flight: int
+    due: int
+    api_jobs: int
+
+
+FULL = Sizes(runs=3, e2e_jobs=5000, dbos_workflows=500, append_jobs=4000, es_aggregates=2000,
+             sa_rows=3000, history=1000, in_flight=100_000, due=10_000, api_jobs=200)
+SMOKE = Sizes(runs=1, e2e_jobs=60, dbos_workflows=5, append_jobs=40, es_aggregates=20,
+              sa_rows=40, history=100, in_flight=300, due=100, api_jobs=5)
+
+
+@dataclass
+class Row:
+    name: str
+    ours: float
+    unit: str
+    baseline_name: str
+    baseline: float
+    higher_is_better: bool
+    target: str = ""
+    met: bool | None = None
+
+    @property
+    def ratio(self) -> float:
+        if self.higher_is_better:
+            return self.ours / self.baseline if self.baseline else float("inf")
+        return self.baseline / self.ours if self.ours else float("inf")
+
+
+def median(runs: int, measure: Callable[[], float]) -> float:
+    return statistics.median(measure() for _ in range(runs))
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}; "
+            f"SQLite {sqlite3.sqlite_version}; {platform.system()} {platform.release()}")
+
+
+def run(sizes: Sizes, tmp: Path, say: Callable[[str], None]) -> list[Row]:
+    rows: list[Row] = []
+    n = sizes.runs
+
+    say("end-to-end throughput ...")
+    ours = median(n, lambda: engine_bench.jobs_per_second(tmp, sizes.e2e_jobs))
+    dbos = median(n, lambda: baselines.dbos_workflows_per_second(tmp, sizes.dbos_workflows))
+    e2e = Row(f"end-to-end: {sizes.e2e_jobs:,} jobs through every state", ours, "jobs/s",
+              "DBOS workflows of 4 steps, SQLite", dbos, True, ">= 15x")
+    e2e.met = e2e.ratio >= 15
+    rows.append(e2e)
+
+    say("durable appends ...")
+    ours = median(n, lambda: engine_bench.appends_per_second(tmp, sizes.append_jobs))
+    es5 = median(n, lambda: baselines.eventsourcing_appends_per_second(
+        tmp, sizes.es_aggregates, 5))
+    es1 = median(n, lambda: baselines.eventsourcing_appends_per_second(
+        tmp, sizes.es_aggregates, 1, events_per_aggregate=5))
+    normal = median(n, lambda: baselines.sqlalchemy_single_row_transactions_per_second(
+        tmp, sizes.sa_rows, "NORMAL"))
+    full = median(n, lambda: baselines.sqlalchemy_single_row_transactions_per_second(
+        tmp, sizes.sa_rows, "FULL"))
+    label = "appends: 5 events/job, 100 jobs/commit"
+    appends = Row(label, ours, "events/s", "eventsourcing, 5 events per save", es5, True,
+                  ">= 2x")
+    appends.met = appends.ratio >= 2
+    rows += [appends,
+             Row(label, ours, "events/s", "eventsourcing, 1 event per save", es1, True),
+             Row(label, ours, "events/s", "SQLAlchemy 1 row/transaction, NORMAL", normal, True),
+             Row(label, ours, "events/s", "SQLAlchemy 1 row/transaction, FULL", full, True)]
+
+    say("replay ...")
+    fold = median(max(5, n), lambda: engine_bench.fold_ms(sizes.history))
+    loaded = median(max(5, n), lambda: engine_bench.load_and_fold_ms(tmp, sizes.history))
+    rebuild = median(max(5, n), lambda: baselines.eventsourcing_rebuild_ms(tmp, sizes.history))
+    replay = Row(f"replay: fold {sizes.history:,} events in memory", fold, "ms",
+                 "eventsourcing rebuild (from SQLite)", rebuild, False, "<= 3 ms")
+    replay.met = fold <= 3
+    rows += [replay, Row(f"replay: read {sizes.history:,} events from SQLite + fold", loaded,
+                         "ms", "eventsourcing rebuild (from SQLite)", rebuild, False)]
+
+    say(f"preparing {sizes.in_flight:,} jobs in flight ...")
+    db = tmp / "in-flight.db"
+    engine_bench.prepare_in_flight(db, sizes.in_flight)
+    one = tmp / "one-in-flight.db"
+    engine_bench.prepare_in_flight(one, 1)
+
+    say("scale ...")
+    results = [engine_bench.scale(db, sizes.due, 1000.0) for _ in range(n)]
+    rss = statistics.median(r["rss_mb"] for r in results)
+    rss_base = statistics.median(r["baseline_rss_mb"] for r in results)
+    late = statistics.median(r["p99_ms"] for r in results)
+    late_base = statistics.median(r["baseline_p99_ms"] for r in results)
+    memory = Row(f"scale: peak RSS, {sizes.in_flight:,} jobs in flight", rss, "MB",
+                 "the same process before the worker starts", rss_base, False, "<= 150 MB")
+    memory.met = rss <= 150
+    lateness = Row("scale: p99 lateness of a due machine, 1,000 due/s", late, "ms",
+                   "a bare Python timer loop, 1,000 wake-ups/s", late_base, False, "<= 50 ms")
+    lateness.met = late <= 50
+    rows += [memory, lateness]
+
+    say("resume ...")
+    resume = median(n, lambda: engine_bench.resume_seconds(db))
+    resume_base = median(n, lambda: engine_bench.resume_seconds(one))
+    restart = Row(f"resume: kill -9, restart, first advanced job ({sizes.in_flight:,})",
+                  resume, "s", "the same with 1 job in flight", resume_base, False, "<= 1 s")
+    restart.met = resume <= 1
+    rows.append(restart)
+
+    say("API economy ...")
+    api = engine_bench.api_economy(tmp, sizes.api_jobs)
+    calls = Row("CodePipeline calls per job, beyond polls", api["calls_per_job"], "calls",
+                "AWS sample worker (ack + result)", 2.0, False, "<= 2")
+    calls.met = api["calls_per_job"] <= 2
+    idle = Row("polls per minute per action type, idle (60 min)",
+               api["idle_polls_per_minute"], "polls/min", "a fixed 1 s poller (Buildkite)", 60.0,
+               False, "<= 2")
+    idle.met = api["idle_polls_per_minute"] <= 2
+    rows += [calls, Row("polls per job while busy (amortized)", api["polls_per_job"], "polls",
+                        "one poll per job (Jenkins plugin, batch of 1)", 1.0, False), idle]
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    head = ("| benchmark | cpworker | baseline | baseline figure | ratio | target | met |",
+            "|---|---:|---|---:|---:|---|---|")
+    body = []
+    for r in rows:
+        met = "" if r.met is None else ("yes" if r.met else "NO")
+        body.append(f"| {r.name} | {r.ours:,.4g} {r.unit} | {r.baseline_name} | "
+                    f"{r.baseline:,.4g} {r.unit} | {r.ratio:,.3g}x | {r.target} | {met} |")
+    return "\n".join([*head, *body])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="cpworker's benchmarks beside their baselines")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repetition")
+    args = parser.parse_args()
+    sizes = SMOKE if args.smoke else FULL
+    started = time.perf_counter()
+    scratch = os.environ.get("TMPDIR")
+    with tempfile.TemporaryDirectory(prefix="cpworker-bench-", dir=scratch) as directory:
+        rows = run(sizes, Path(directory), lambda m: print(m, file=sys.stderr, flush=True))
+    print(f"machine: {machine()}")
+    print(f"sizes: {'smoke' if args.smoke else 'full'}, median of {sizes.runs} "
+          f"(ratio: how many times better than the baseline), "
+          f"{time.perf_counter() - started:.0f} s\n")
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
