@@ -9,12 +9,15 @@ import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from engine import __version__, defaults, logs
 from engine.errors import CpworkerError
+
+if TYPE_CHECKING:
+    from mypy_boto3_codepipeline import CodePipelineClient
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,6 +57,28 @@ def main(ctx: click.Context, db: str, sqlite_synchronous: str, log_format: str,
     """cpworker: a durable job worker for AWS CodePipeline custom actions."""
     logs.setup(log_format, log_level)
     ctx.obj = {"db": db, "synchronous": sqlite_synchronous}
+
+
+def _aws_options(command: F) -> F:
+    """Where CodePipeline is: the same two options on every command that calls it."""
+    command = _option("--region", env="REGION", default=None,
+                      help="AWS region (default: the AWS SDK's own settings, e.g. "
+                      "AWS_DEFAULT_REGION).")(command)
+    return _option("--endpoint-url", env="CODEPIPELINE_URL", default=None,
+                   help="CodePipeline endpoint (boto3 also reads "
+                   "AWS_ENDPOINT_URL_CODEPIPELINE).")(command)
+
+
+def _client(endpoint_url: str | None, region: str | None) -> CodePipelineClient:
+    from botocore.exceptions import NoRegionError
+
+    from engine.codepipeline import make_client
+
+    try:
+        return make_client(endpoint_url, region, f"cpworker/{__version__}")
+    except NoRegionError:
+        raise click.UsageError(
+            "no AWS region is set: pass --region or set AWS_DEFAULT_REGION") from None
 
 
 def _store(ctx: click.Context) -> Any:
@@ -97,10 +122,7 @@ def _store(ctx: click.Context) -> Any:
          type=float, help="Report progress at least this often while a run goes on (seconds).")
 @_option("--action", "action_names", env="ACTIONS", multiple=True,
          help="Action to run (entry-point name or module:Class); repeat; default: all installed.")
-@_option("--endpoint-url", env="CODEPIPELINE_URL", default=None,
-         help="CodePipeline endpoint (boto3 also reads AWS_ENDPOINT_URL_CODEPIPELINE).")
-@_option("--region", env="REGION", default=None,
-         help="AWS region (default: the AWS SDK's own settings, e.g. AWS_DEFAULT_REGION).")
+@_aws_options
 @click.pass_context
 def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads: int,
         poll_interval: float, poll_interval_min: float, check_interval: float,
@@ -109,10 +131,8 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
         report_progress: bool, progress_interval: float, action_names: tuple[str, ...],
         endpoint_url: str | None, region: str | None) -> None:
     """Poll CodePipeline and work jobs, resuming whatever the log says is unfinished."""
-    from botocore.exceptions import NoRegionError
-
     from engine.action import available_actions, load_action
-    from engine.codepipeline import CodePipeline, make_client
+    from engine.codepipeline import CodePipeline
     from engine.worker import Settings, Worker
 
     names = list(action_names) or sorted(available_actions())
@@ -122,11 +142,7 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
     for name in names:
         cls = load_action(name)
         actions[getattr(cls, "name", name) if ":" in name else name] = cls()
-    try:
-        client = make_client(endpoint_url, region, f"cpworker/{__version__}")
-    except NoRegionError:
-        raise click.UsageError(
-            "no AWS region is set: pass --region or set AWS_DEFAULT_REGION") from None
+    client = _client(endpoint_url, region)
     settings = Settings(
         max_in_flight=max_in_flight, effect_threads=effect_threads, poll_interval=poll_interval,
         poll_interval_min=poll_interval_min, check_interval=check_interval,
@@ -151,22 +167,19 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
 @main.command()
 @click.argument("action_names", nargs=-1)
 @click.option("--dry-run", is_flag=True, help="Say what would be done; change nothing.")
-@_option("--endpoint-url", env="CODEPIPELINE_URL", default=None,
-         help="CodePipeline endpoint (boto3 also reads AWS_ENDPOINT_URL_CODEPIPELINE).")
-@_option("--region", env="REGION", default=None, help="AWS region.")
+@_aws_options
 def register(action_names: tuple[str, ...], dry_run: bool, endpoint_url: str | None,
              region: str | None) -> None:
     """Create the custom action type of each ACTION (default: all installed) in CodePipeline."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from engine.action import available_actions, load_action
-    from engine.codepipeline import make_client
     from engine.registration import register as register_type
 
     names = list(action_names) or sorted(available_actions())
     if not names:
         raise click.UsageError("no action is installed; name one (module:Class)")
-    client = make_client(endpoint_url, region, f"cpworker/{__version__}")
+    client = _client(endpoint_url, region)
     for name in names:
         definition = load_action(name).definition()
         try:
