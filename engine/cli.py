@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -81,6 +81,30 @@ def _client(endpoint_url: str | None, region: str | None) -> CodePipelineClient:
             "no AWS region is set: pass --region or set AWS_DEFAULT_REGION") from None
 
 
+def _query_params(given: tuple[str, ...], actions: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """--query-param values, checked against each action's queryable property (PROTOCOL A3)."""
+    query: dict[str, dict[str, str]] = {}
+    for item in given:
+        name, _, pair = item.partition(":")
+        key, _, value = pair.partition("=")
+        if name not in actions or not key or not value:
+            raise click.BadParameter(f"{item!r}: expected ACTION:Property=value with ACTION one "
+                                     f"of {', '.join(sorted(actions))}", param_hint="--query-param")
+        query[name] = {key: value}
+    for name, action in actions.items():
+        queryable = action.definition().queryable
+        if queryable is not None and name not in query:
+            raise click.UsageError(
+                f"the action type {action.definition().type_id} has the queryable property "
+                f"{queryable.name}: CodePipeline hands out its jobs only to a poll that names a "
+                f"value; pass --query-param {name}:{queryable.name}=<value>")
+        if name in query and (queryable is None or queryable.name not in query[name]):
+            raise click.BadParameter(
+                f"{name} has no queryable property named {next(iter(query[name]))}",
+                param_hint="--query-param")
+    return query
+
+
 def _store(ctx: click.Context) -> Any:
     from engine.store import open_store
 
@@ -122,6 +146,9 @@ def _store(ctx: click.Context) -> Any:
          type=float, help="Report progress at least this often while a run goes on (seconds).")
 @_option("--action", "action_names", env="ACTIONS", multiple=True,
          help="Action to run (entry-point name or module:Class); repeat; default: all installed.")
+@_option("--query-param", "query_params", env="QUERY_PARAMS", multiple=True,
+         help="ACTION:Property=value: poll only that action's jobs whose queryable property has "
+         "this value (required for action types with a queryable property); repeat.")
 @_aws_options
 @click.pass_context
 def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads: int,
@@ -129,7 +156,7 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
         max_attempts: int, backoff_initial: float, backoff_max: float,
         continuation_timeout: float, time_budget: float, shutdown_grace: float,
         report_progress: bool, progress_interval: float, action_names: tuple[str, ...],
-        endpoint_url: str | None, region: str | None) -> None:
+        query_params: tuple[str, ...], endpoint_url: str | None, region: str | None) -> None:
     """Poll CodePipeline and work jobs, resuming whatever the log says is unfinished."""
     from engine.action import available_actions, load_action
     from engine.codepipeline import CodePipeline
@@ -142,6 +169,7 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
     for name in names:
         cls = load_action(name)
         actions[getattr(cls, "name", name) if ":" in name else name] = cls()
+    query = _query_params(query_params, actions)
     client = _client(endpoint_url, region)
     settings = Settings(
         max_in_flight=max_in_flight, effect_threads=effect_threads, poll_interval=poll_interval,
@@ -149,7 +177,7 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
         max_attempts=max_attempts, backoff_initial=backoff_initial, backoff_max=backoff_max,
         continuation_timeout=continuation_timeout, time_budget=time_budget,
         shutdown_grace=shutdown_grace, report_progress=report_progress,
-        progress_interval=progress_interval,
+        progress_interval=progress_interval, query=query,
     )
     worker = Worker(_store(ctx), CodePipeline(client), actions, settings)
     logs.scrub_with(worker.vault)
