@@ -228,8 +228,13 @@ class CodePipeline:
             code = _code(error)
             if code == "InvalidJobStateException":
                 if maybe_landed:
-                    return Reported("CodePipeline answered InvalidJobStateException to a repeated "
-                                    "report: the earlier attempt had landed")
+                    # An earlier attempt (before a crash, or one whose answer was lost) may have
+                    # landed, and nothing in the API tells that apart from a job stopped in the
+                    # meantime (PROTOCOL A1, D5). Counted as landed, and said so in the history.
+                    return Reported("CodePipeline answered InvalidJobStateException to a report "
+                                    "an earlier attempt may already have made; counted as "
+                                    "delivered (if the execution was stopped meanwhile, "
+                                    "CodePipeline has no result from this worker)")
                 return Rejected("CodePipeline no longer wants a result for this job "
                                 f"({_message(error)}): stopped, abandoned or timed out")
             if code == "JobNotFoundException":

@@ -328,7 +328,9 @@ class EventStore:
             query = query.where(events.c.job_id.in_(list(job_ids)))
         current: list[Event] = []
         with self._read() as conn:
-            for r in conn.execute(query).mappings():
+            # A server-side cursor on PostgreSQL: replay --all over a large log must not hold
+            # every event in memory at once.
+            for r in conn.execution_options(stream_results=True).execute(query).mappings():
                 event = _row_to_event(r)
                 if current and current[0].job_id != event.job_id:
                     yield current
