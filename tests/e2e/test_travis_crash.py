@@ -119,7 +119,7 @@ def test_thirty_travis_executions_survive_a_worker_killed_every_few_seconds(
     emulators: tuple[CodePipelineEmulator, str, TravisEmulator, str], tmp_path: Path,
 ) -> None:
     codepipeline, cp_url, travis, travis_url = emulators
-    tokens, expected = start_all(codepipeline, cp_url, travis, EXECUTIONS_PER_REPO, 12.0)
+    tokens, expected = start_all(codepipeline, cp_url, travis, EXECUTIONS_PER_REPO, 20.0)
     workers: list[WorkerProcess] = []
     chance = random.Random(20261128)
     try:
