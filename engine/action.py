@@ -186,6 +186,11 @@ class Action(ABC):
     """Seconds between checks of a running job; None: the engine's setting."""
     time_budget: ClassVar[float | None] = None
     """Seconds an external run may take before it is cancelled and failed; None: the engine's."""
+    submit_grace: ClassVar[float] = 30.0
+    """Seconds a submission may still reach the external system after the worker that sent it
+    died: at least the submit call's own timeouts. A worker resuming another's submission waits
+    this long after its own start before submit() looks for the earlier one, or a call still in
+    flight could land after the look and a second run be started."""
 
     _definition: ClassVar[ActionDefinition | None] = None
 

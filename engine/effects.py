@@ -101,12 +101,28 @@ class Effects:
                 return Failed(FailureType.SYSTEM_UNAVAILABLE, context.reason)
             return context
         if effect is Effect.SUBMIT:
+            wait = self._grace_left(job, action)
+            if wait > 0:
+                return RetryLater(
+                    f"waiting {wait:.1f} s before looking for the submission of worker "
+                    f"{job.intent_by}, which stopped: a call it had in flight may still land",
+                    after=wait, counted=False)
             return action.submit(context)
         if effect is Effect.CHECK:
             return action.check(context)
         if effect is Effect.CANCEL:
             return action.cancel(context)
         raise AssertionError(f"no executor for effect {effect.value}")
+
+    def _grace_left(self, job: Job, action: Action) -> float:
+        """Seconds until another worker's submission can no longer be in flight (0: none).
+
+        That worker stopped before this one started, so its calls ended, or never will land,
+        within the action's submit_grace of this worker's start.
+        """
+        if job.state is not JobState.SUBMITTED or job.intent_by in (None, self.worker):
+            return 0.0
+        return max(0.0, self.started_at + action.submit_grace - self.clock.now())
 
     def _secrets(self, job: Job) -> JobSecrets | RetryLater | Refused:
         now = self.clock.now()

@@ -18,7 +18,13 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
-from actions.travis.client import DEFAULT_API_URL, Endpoint, TravisClient
+from actions.travis.client import (
+    CONNECT_TIMEOUT,
+    DEFAULT_API_URL,
+    READ_TIMEOUT,
+    Endpoint,
+    TravisClient,
+)
 from actions.travis.errors import TravisError, Where, outcome_for
 from engine import (
     Action,
@@ -146,6 +152,8 @@ class TravisAction(Action):
     check_interval = _check_interval_from_env()
     """Read once at import; None leaves it to the engine (whose --check-interval reads the same
     variable, so the two agree unless the flag is given on the command line)."""
+    submit_grace = CONNECT_TIMEOUT + READ_TIMEOUT + 1.0
+    """A POST /requests sent by a worker that then died lands within its timeouts, or never."""
 
     def __init__(self, client: TravisClient | None = None) -> None:
         self.client = client or TravisClient()

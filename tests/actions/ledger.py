@@ -24,6 +24,8 @@ class LedgerAction(Action):
     name = "ledger"
     definition_package = "tests.actions"
     definition_file = "ledger.json"
+    submit_grace = 0.0
+    """A submission is one atomic write under a lock: it has landed or it never will."""
 
     def submit(self, job: JobContext) -> ActionOutcome:
         if not job.configuration["Token"].startswith(EXPECTED_TOKEN_PREFIX):

@@ -52,6 +52,7 @@ def spawn(directory: Path, cp_url: str, travis_url: str, n: int,
         "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
         "CPWORKER_TRAVIS_API_URL": travis_url, "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
+        "CPWORKER_TRAVIS_TIMEOUT": "4",  # so a resumed submission waits 10 s, not 26
     }
     if crash_at:
         env["CPWORKER_CRASH_AT"] = crash_at
