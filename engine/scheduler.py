@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from engine import crashpoints
@@ -64,6 +64,7 @@ class Scheduler:
         self._done: queue.SimpleQueue[tuple[Job, Outcome | None]] = queue.SimpleQueue()
         self._in_flight: set[str] = set()
         self._running = 0
+        self._futures: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="effect")
 
@@ -165,7 +166,10 @@ class Scheduler:
                 self._running -= 1
             self.wake.set()
 
-        self._pool.submit(work)
+        future = self._pool.submit(work)
+        with self._lock:
+            self._futures[job.job_id] = future
+        future.add_done_callback(lambda _: self._forget(job.job_id))
 
     def wait(self, max_wait: float) -> None:
         """Sleep until the earliest due machine, a finished effect or a wake-up from the poller."""
@@ -192,5 +196,18 @@ class Scheduler:
             log.warning("%d effect(s) still running after %.0f s; their jobs resume at the next "
                         "start from the log", self.in_flight, grace)
 
+    def _forget(self, job_id: str) -> None:
+        with self._lock:
+            self._futures.pop(job_id, None)
+
     def close(self) -> None:
+        """Stop the pool; effects still queued never start, and their leases are given back
+        so another worker (on another host, say) need not wait for them to expire."""
+        with self._lock:
+            queued = dict(self._futures)
+        never_started = [job_id for job_id, future in queued.items() if future.cancel()]
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if never_started:
+            self.store.release(never_started, self.owner)
+            log.info("gave back the leases of %d job(s) whose effects never started",
+                     len(never_started))

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from engine.errors import AmbiguousJob, ConcurrencyConflict, ConfigurationProblem, UnknownJob
-from engine.machine import FINAL, JobState
+from engine.machine import JobState
 from engine.projection import EVENT_SCHEMA_VERSION, Event, Job
 from engine.store.schema import events, jobs
 
@@ -32,7 +32,6 @@ HEAD_REVISION = "0003"
 """The newest migration in engine/store/migrations (a test keeps the two equal)."""
 
 _JOB_FIELDS = [f.name for f in fields(Job)]
-_FINAL_VALUES = [s.value for s in FINAL]
 
 
 Claim = tuple[float, int, str, float, Sequence[str]]

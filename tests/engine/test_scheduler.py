@@ -58,3 +58,38 @@ def test_no_effect_runs_twice_while_its_outcome_waits_to_be_committed(tmp_path: 
     assert repeated == {}
     assert len(action.calls) == 2 * jobs
     assert store.count_active() == 0
+
+
+class BlockingAction(InstantAction):
+    """Submits block until released: one effect runs while the others wait in the queue."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def submit(self, job: JobContext) -> ActionOutcome:
+        self.release.wait(10)
+        return super().submit(job)
+
+
+def test_closing_gives_back_the_leases_of_effects_that_never_started(tmp_path: Path) -> None:
+    action = BlockingAction()
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}", synchronous="OFF")
+    worker = Worker(store, InProcessCodePipeline(4), {"instant": action},
+                    Settings(report_progress=False, effect_threads=1, claim_depth=4))
+    assert worker.poll_now() == 4
+    for _ in range(3):  # acknowledge all four (one pool thread), then start their submissions
+        worker.scheduler.run_round()
+        deadline = time.monotonic() + 10
+        while worker.scheduler.running and not action.release.is_set():
+            if time.monotonic() > deadline or all(
+                j.state.value == "submitted" for j in store.list_jobs()):
+                break
+            time.sleep(0.01)
+    assert {j.state.value for j in store.list_jobs()} == {"submitted"}
+    assert worker.scheduler.running == 4  # one submit runs (blocked), three are queued
+    worker.scheduler.close()
+    with store.engine.connect() as conn:
+        owners = [row[0] for row in conn.exec_driver_sql("SELECT lease_owner FROM jobs")]
+    assert sorted(o is None for o in owners) == [False, True, True, True]
+    action.release.set()
+    store.close()
