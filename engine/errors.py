@@ -42,3 +42,16 @@ class AmbiguousJob(CpworkerError):
 
 class ConcurrencyConflict(CpworkerError):
     """Another writer appended to the same job first; the losing batch is not applied."""
+
+
+class StoreUnavailable(CpworkerError):
+    """The state database cannot be used just now (locked, full, restarting, unreachable).
+
+    Transient: nothing of the failed transaction was written, and the same call made later can
+    succeed. The worker keeps what it meant to write and retries with backoff.
+    """
+
+
+class StoreFailure(CpworkerError):
+    """The state database refuses this worker for good (credentials, missing database,
+    privileges, a schema newer than the code): retrying cannot help, so the worker stops."""
