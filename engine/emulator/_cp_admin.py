@@ -127,6 +127,13 @@ def _stop(emulator: CodePipelineEmulator, request: Request, match: re.Match[str]
     return Response.json(200, emulator.execution(execution_id))
 
 
+def _tamper(emulator: CodePipelineEmulator, request: Request, match: re.Match[str]) -> Response:
+    body = _body(request, {"configuration"})
+    _typed(body, "configuration", (dict,), "an object")
+    emulator.tamper(match["id"], body.get("configuration") or {})
+    return Response.json(200, emulator.execution(match["id"]))
+
+
 def _executions(emulator: CodePipelineEmulator, request: Request, match: re.Match[str]) -> Response:
     return Response.json(200, {"executions": emulator.executions()})
 
@@ -150,7 +157,7 @@ def _action_types(
 
 
 def _calls(emulator: CodePipelineEmulator, request: Request, match: re.Match[str]) -> Response:
-    return Response.json(200, {"calls": emulator.call_counts()})
+    return Response.json(200, {"calls": emulator.call_counts(), "faults": emulator.faults.counts()})
 
 
 def _get_faults(emulator: CodePipelineEmulator, request: Request, match: re.Match[str]) -> Response:
@@ -194,6 +201,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("GET", "/executions", _executions),
         ("GET", f"/executions/{_ID}", _execution),
         ("POST", f"/executions/{_ID}/stop", _stop),
+        ("POST", f"/executions/{_ID}/tamper", _tamper),
         ("GET", "/jobs", _jobs),
         ("GET", f"/jobs/{_ID}", _job),
         ("GET", "/action-types", _action_types),

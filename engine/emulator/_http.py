@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import random
+import socket
+import struct
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,6 +55,14 @@ class Response:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    drop: bool = False
+    """No answer at all: the server resets the connection instead of sending this response."""
+
+    @classmethod
+    def dropped(cls) -> Response:
+        """The connection is reset without an answer: what a client sees when the answer is lost
+        on the way back, or when the service cannot be reached at all."""
+        return cls(0, drop=True)
 
     @classmethod
     def json(
@@ -73,11 +84,32 @@ class Response:
 App = Callable[[Request], Response]
 
 
-class Faults:
-    """Seeded fault injection: a share of calls throttled or failed, and added latency.
+OUTAGE_MODES = ("unreachable", "unavailable")
+"""How a service in an outage refuses every call.
 
-    The draw sequence depends only on the seed and the order of calls, so a test that sends
-    its calls one at a time sees the same faults on every run.
+- "unreachable": the connection is reset without an answer. It is what a client sees when the
+  network path or the service's front end is gone (a partition, a dead load balancer, DNS
+  pointing nowhere): the request may leave the client, nothing comes back. It is the default
+  because it is the harder case for a client (a connection error, not an HTTP status it can
+  classify) and the one the other faults never produce on every call.
+- "unavailable": HTTP 503 in the service's own error shape, as when the front end is up but the
+  service behind it is not (AWS's ServiceUnavailableException, a Travis maintenance page).
+
+Either way the service does nothing: a call refused by an outage is never carried out.
+"""
+
+
+class Faults:
+    """Seeded fault injection: a share of calls throttled, failed or answered into the void,
+    added latency, and an outage switch.
+
+    Per call, one draw decides, in this order of the rates: throttled, failed with a server
+    error (nothing done), or *lost* (the call is carried out, then its answer is lost: the
+    connection is reset, as when a response goes missing after the service acted). Past a
+    total of 1, later rates are cut. The draw sequence depends only on the seed and the order of
+    calls, so a test that sends its calls one at a time sees the same faults on every run. An
+    outage (see OUTAGE_MODES) refuses every call until it is switched off, without drawing, so
+    the seeded sequence resumes where it was.
     """
 
     def __init__(self, seed: int = 0) -> None:
@@ -86,66 +118,137 @@ class Faults:
         self.seed = seed
         self.throttle_rate = 0.0
         self.error_rate = 0.0
+        self.lost_rate = 0.0
         self.latency = 0.0
+        self.outage: str | None = None
+        """None, or the OUTAGE_MODES entry every call is refused with."""
+        self.refused = 0
+        """Calls refused by outages so far (the service never saw them, so they are not among
+        the emulator's call counts)."""
+        self.injected: Counter[str] = Counter()
+        """Faults drawn so far, by kind ('throttle', 'error', 'lost')."""
 
     def configure(
         self,
         *,
         throttle_rate: float | None = None,
         error_rate: float | None = None,
+        lost_rate: float | None = None,
         latency: float | None = None,
+        outage: str | bool | None = None,
         seed: int | None = None,
     ) -> None:
-        """Change what is injected from now on; a new seed restarts the draw sequence."""
-        for name, value in (("throttle_rate", throttle_rate), ("error_rate", error_rate)):
+        """Change what is injected from now on; a new seed restarts the draw sequence.
+
+        `outage`: True or "unreachable", "unavailable", or False to end it; None leaves it as is.
+        """
+        for name, value in (("throttle_rate", throttle_rate), ("error_rate", error_rate),
+                            ("lost_rate", lost_rate)):
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, not {value}")
         if latency is not None and latency < 0:
             raise ValueError(f"latency must be >= 0 seconds, not {latency}")
+        mode = _outage_mode(outage)
         with self._lock:
             if throttle_rate is not None:
                 self.throttle_rate = throttle_rate
             if error_rate is not None:
                 self.error_rate = error_rate
+            if lost_rate is not None:
+                self.lost_rate = lost_rate
             if latency is not None:
                 self.latency = latency
+            if outage is not None:
+                self.outage = mode
             if seed is not None:
                 self.seed = seed
                 self._rng = random.Random(seed)
 
-    def draw(self) -> str | None:
-        """'throttle', 'error' or None for the next call."""
+    def clear(self, seed: int) -> None:
+        """No faults, no outage, and the draw sequence of `seed` from its start."""
+        self.configure(throttle_rate=0.0, error_rate=0.0, lost_rate=0.0, latency=0.0,
+                       outage=False, seed=seed)
         with self._lock:
-            if self.throttle_rate == 0.0 and self.error_rate == 0.0:
+            self.refused = 0
+            self.injected.clear()
+
+    def in_outage(self) -> str | None:
+        """The outage mode if the next call is to be refused (and counted as refused)."""
+        with self._lock:
+            if self.outage is not None:
+                self.refused += 1
+            return self.outage
+
+    def draw(self) -> str | None:
+        """'throttle', 'error', 'lost' or None for the next call."""
+        with self._lock:
+            if self.throttle_rate == 0.0 and self.error_rate == 0.0 and self.lost_rate == 0.0:
                 return None
             roll = self._rng.random()
-        if roll < self.throttle_rate:
-            return "throttle"
-        if roll < self.throttle_rate + self.error_rate:
-            return "error"
-        return None
+            fault = None
+            if roll < self.throttle_rate:
+                fault = "throttle"
+            elif roll < self.throttle_rate + self.error_rate:
+                fault = "error"
+            elif roll < self.throttle_rate + self.error_rate + self.lost_rate:
+                fault = "lost"
+            if fault is not None:
+                self.injected[fault] += 1
+            return fault
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, Any]:
+        """The settings (what configure() takes)."""
         with self._lock:
             return {
                 "seed": self.seed,
                 "throttle_rate": self.throttle_rate,
                 "error_rate": self.error_rate,
+                "lost_rate": self.lost_rate,
                 "latency": self.latency,
+                "outage": self.outage,
             }
 
+    def counts(self) -> dict[str, int]:
+        """What was injected so far: faults drawn by kind, and calls refused by outages."""
+        with self._lock:
+            return {"throttle": self.injected["throttle"], "error": self.injected["error"],
+                    "lost": self.injected["lost"], "refused": self.refused}
+
     def configure_from(self, payload: Mapping[str, Any]) -> None:
-        """configure() from an admin request body, rejecting unknown keys loudly."""
-        known = {"throttle_rate", "error_rate", "latency", "seed"}
+        """configure() from an admin request body, rejecting unknown keys loudly.
+
+        "outage" takes true, false, null (off), "unreachable" or "unavailable".
+        """
+        known = {"throttle_rate", "error_rate", "lost_rate", "latency", "outage", "seed"}
         unknown = set(payload) - known
         if unknown:
             raise ValueError(f"unknown fault settings {sorted(unknown)}; known: {sorted(known)}")
+        outage = payload.get("outage")
+        if "outage" in payload and outage is None:
+            outage = False
+        if outage is not None and not isinstance(outage, (bool, str)):
+            raise ValueError(f"outage must be true, false, null or one of {list(OUTAGE_MODES)}, "
+                             f"not {outage!r}")
         self.configure(
             throttle_rate=_opt_float(payload.get("throttle_rate")),
             error_rate=_opt_float(payload.get("error_rate")),
+            lost_rate=_opt_float(payload.get("lost_rate")),
             latency=_opt_float(payload.get("latency")),
+            outage=outage,
             seed=None if payload.get("seed") is None else int(payload["seed"]),
         )
+
+
+def _outage_mode(outage: str | bool | None) -> str | None:
+    """The mode an `outage` setting stands for (None: off, or not given)."""
+    if outage is None or outage is False:
+        return None
+    if outage is True:
+        return OUTAGE_MODES[0]
+    if outage not in OUTAGE_MODES:
+        raise ValueError(f"outage must be one of {list(OUTAGE_MODES)} (or true/false), "
+                         f"not {outage!r}")
+    return outage
 
 
 def _opt_float(value: Any) -> float | None:
@@ -174,6 +277,9 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:  # an emulator bug must not kill the server thread
             log.exception("emulator failed on %s %s", self.command, self.path)
             response = Response.text(500, "emulator error")
+        if response.drop:
+            self._reset()
+            return
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
@@ -181,6 +287,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(response.body)
+
+    def _reset(self) -> None:
+        """Close the connection with a TCP reset and no answer (SO_LINGER 0 aborts the socket)."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.connection.close()
+        except OSError:
+            pass
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
 

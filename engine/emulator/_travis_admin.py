@@ -67,7 +67,8 @@ def _route(emulator: TravisEmulator, request: Request, path: str) -> Response:
     if (method, path) == ("GET", "/builds"):
         return Response.json(200, {"builds": emulator.builds(request.param("repo"))})
     if (method, path) == ("GET", "/calls"):
-        return Response.json(200, {"calls": emulator.call_counts()})
+        return Response.json(
+            200, {"calls": emulator.call_counts(), "faults": emulator.faults.counts()})
     if path == "/faults" and method in ("GET", "POST"):
         if method == "POST":
             _configure_faults(emulator, _body(request))

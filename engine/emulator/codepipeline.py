@@ -58,6 +58,10 @@ OUTPUT_VARIABLES_LIMIT = 122_880
 _NAME = re.compile(r"[A-Za-z0-9.@\-_]{1,100}")
 
 
+class _AnswerLost(Exception):
+    """The call was carried out (or refused) as usual; its answer never reaches the client."""
+
+
 class CodePipelineEmulator:
     """The CodePipeline job API as a custom-action worker sees it, plus an admin side that
     plays CodePipeline itself (start and stop executions, inspect jobs, inject faults).
@@ -77,8 +81,12 @@ class CodePipelineEmulator:
     - `POST /_emulator/executions/{id}/stop` {"abandon": true, "reason": "..."} -> the execution
     - `GET  /_emulator/jobs[?status=Queued]` -> {"jobs": [...]}, `GET /_emulator/jobs/{id}`
     - `GET  /_emulator/action-types` -> {"actionTypes": [...]} (deleted ones included, flagged)
-    - `GET  /_emulator/calls` -> {"calls": {"PollForJobs": 3, ...}}
-    - `GET|POST /_emulator/faults` {"throttle_rate", "error_rate", "latency", "seed"}
+    - `GET  /_emulator/calls` -> {"calls": {"PollForJobs": 3, ...}, "faults": {"throttle": 1,
+      "error": 0, "lost": 2, "refused": 0}} (faults injected, calls refused by outages)
+    - `GET|POST /_emulator/faults` {"throttle_rate", "error_rate", "lost_rate", "latency",
+      "outage", "seed"} (see Faults; "outage": "unreachable" resets every connection,
+      "unavailable" answers 503 ServiceUnavailableException, false ends it)
+    - `POST /_emulator/executions/{id}/tamper` {"configuration": {...}}: see tamper()
     - `POST /_emulator/clock/advance` {"seconds": 60} (only with a clock that has advance())
     - `POST /_emulator/reset`
 
@@ -151,8 +159,19 @@ class CodePipelineEmulator:
         if request.path == "/_emulator" or request.path.startswith("/_emulator/"):
             return _cp_admin.handle(self, request)
         request_id = new_request_id()
+        outage = self.faults.in_outage()
+        if outage == "unavailable":
+            # What AWS's front end answers while the service behind it is down; botocore and the
+            # SDKs classify it as transient.
+            return error_response(AwsError(
+                "ServiceUnavailableException", "Service Unavailable. Please try again later.",
+                503), request_id)
+        if outage is not None:
+            return Response.dropped()
         try:
             return ok_response(self._serve(request), request_id)
+        except _AnswerLost:
+            return Response.dropped()
         except AwsError as error:
             return error_response(error, request_id)
         except Exception:  # a bug here must still reach the client as an AWS-shaped 500
@@ -173,23 +192,29 @@ class CodePipelineEmulator:
             credentials=self.credentials,
         )
         body = self._parse_body(request)
-        fault = self._draw_fault()
+        fault = self.faults.draw()
+        real_sleep(self.faults.latency)  # outside the lock: a slow call does not stall the others
         with self._lock:
             try:
-                if fault is not None:
-                    raise fault
+                refusal = self._fault_error(fault)
+                if refusal is not None:
+                    raise refusal
                 _cp_model.validate_input(operation, body)
                 payload = self._handlers[operation](body)
             except AwsError as error:
                 self._record_result(operation, body, error.code)
+                if fault == "lost":
+                    raise _AnswerLost from error
                 raise
             self._record_result(operation, body, None)
-            return payload
+        if fault == "lost":
+            # Done and recorded (a result call counts as accepted): only the answer goes missing.
+            raise _AnswerLost
+        return payload
 
-    def _draw_fault(self) -> AwsError | None:
-        """Latency is slept outside the lock, so a slow call does not stall the others."""
-        fault = self.faults.draw()
-        real_sleep(self.faults.latency)
+    @staticmethod
+    def _fault_error(fault: str | None) -> AwsError | None:
+        """The refusal a drawn fault stands for; None when the call is to be carried out."""
         if fault == "throttle":
             return AwsError("ThrottlingException", "Rate exceeded")
         if fault == "error":
@@ -587,6 +612,17 @@ class CodePipelineEmulator:
             execution.ended_at = now
             log.info("execution %s stopped and abandoned", execution.id)
 
+    def tamper(self, pipeline_execution_id: str, configuration: Mapping[str, Any]) -> None:
+        """Overwrite configuration values of an execution with anything JSON holds (a number,
+        null, an object), past the checks the pipeline editor makes: job data CodePipeline would
+        never send, for a test that a worker survives a job it cannot read. Every job of the
+        execution handed out from now on carries it."""
+        with self._lock:
+            execution = self._executions.get(pipeline_execution_id)
+            if execution is None:
+                raise KeyError(f"no pipeline execution {pipeline_execution_id!r}")
+            execution.configuration.update(copy.deepcopy(dict(configuration)))
+
     def jobs(self, status: str | None = None) -> list[dict[str, Any]]:
         """Every job in creation order, optionally only those in one JobStatus (or Abandoned)."""
         known = [s.value for s in JobStatus]
@@ -639,4 +675,4 @@ class CodePipelineEmulator:
         """Forget everything and restart the seeded sequences, faults included; the clock stays."""
         with self._lock:
             self._clear()
-            self.faults.configure(throttle_rate=0.0, error_rate=0.0, latency=0.0, seed=self.seed)
+            self.faults.clear(self.seed)

@@ -26,6 +26,10 @@ Choices where Travis's behaviour is not documented (PROTOCOL D9 and friends):
   active repository, body, hourly limit; a refused call creates nothing and uses up nothing.
 - Cancelling needs the same permission as triggering; the 202 shows the build as it was, the
   next read shows it "canceled".
+- Faults (engine.emulator._http.Faults, `/_emulator/faults`): a lost answer resets the connection
+  after the call was carried out (a POST /requests still creates its request); an outage
+  refuses every API call, "unreachable" with a connection reset, "unavailable" with the HTML 503
+  page of the front end, and the service counts none of them.
 """
 
 from __future__ import annotations
@@ -287,7 +291,7 @@ class TravisEmulator:
             self.request_limit, self.build_delay = self._defaults
             self.retry_after = None
             self.errors_after_create = False
-            self.faults.configure(throttle_rate=0.0, error_rate=0.0, latency=0.0, seed=self._seed)
+            self.faults.clear(self._seed)
 
     def _repo(self, slug: str) -> Repo:
         repo = self._repos.get(slug.lower())
@@ -375,6 +379,11 @@ class TravisEmulator:
     def __call__(self, request: Request) -> Response:
         if request.path == ADMIN_PREFIX or request.path.startswith(ADMIN_PREFIX + "/"):
             return handle_admin(self, request)
+        outage = self.faults.in_outage()
+        if outage == "unavailable":
+            return _unavailable()
+        if outage is not None:
+            return Response.dropped()
         segments, versioned = split_path(request.path)
         route, args = self._match(request.method, segments)
         with self._lock:
@@ -410,6 +419,8 @@ class TravisEmulator:
                 response = route.handler(request, args, now)
         except TravisError as error:
             response = error.response()
+        if fault == "lost":
+            return Response.dropped()  # done, and the answer lost on its way back
         # The injected 500 strikes after the work was done, whether or not a request was created.
         return _server_error() if late_error else response
 
@@ -636,6 +647,17 @@ def _check_delay(delay: float) -> None:
 
 def _server_error() -> Response:
     return TravisError(500, "server_error", "internal server error").response()
+
+
+def _unavailable() -> Response:
+    """What stands in front of Travis answers while the API is down: a 503 page, not Travis's
+    JSON (its load balancer or CDN answers, not the application)."""
+    return Response(
+        503,
+        b"<html><body><h1>503 Service Unavailable</h1>"
+        b"No server is available to handle this request.</body></html>\n",
+        {"Content-Type": "text/html; charset=utf-8"},
+    )
 
 
 __all__ = ["TravisEmulator"]

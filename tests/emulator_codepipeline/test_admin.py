@@ -257,7 +257,8 @@ def test_calls_action_types_and_reset_over_http(
 ) -> None:
     poll(client)
     assert admin(server.url, "GET", "/calls")[1] == {
-        "calls": {"CreateCustomActionType": 1, "PollForJobs": 1}
+        "calls": {"CreateCustomActionType": 1, "PollForJobs": 1},
+        "faults": {"throttle": 0, "error": 0, "lost": 0, "refused": 0},
     }
     assert admin(server.url, "GET", "/action-types")[1]["actionTypes"][0]["id"] == TRAVIS_ID
     assert admin(server.url, "POST", "/reset")[0] == 200
@@ -271,7 +272,8 @@ def test_faults_over_http_leave_the_admin_routes_alone(
 ) -> None:
     status, faults = admin(server.url, "POST", "/faults", {"throttle_rate": 1.0, "seed": 9})
     assert status == 200
-    assert faults == {"seed": 9, "throttle_rate": 1.0, "error_rate": 0.0, "latency": 0.0}
+    assert faults == {"seed": 9, "throttle_rate": 1.0, "error_rate": 0.0, "lost_rate": 0.0,
+                      "latency": 0.0, "outage": None}
     assert admin(server.url, "GET", "/faults")[1]["throttle_rate"] == 1.0
     assert admin(server.url, "GET", "/health")[0] == 200
     with pytest.raises(Exception, match="ThrottlingException"):

@@ -167,7 +167,9 @@ def test_faults_over_http(api: Api, emulator: TravisEmulator) -> None:
         "seed": 7,
         "throttle_rate": 0.0,
         "error_rate": 0.0,
+        "lost_rate": 0.0,
         "latency": 0.0,
+        "outage": None,
         "retry_after": None,
         "errors_after_create": False,
     }
