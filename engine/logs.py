@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import weakref
 from datetime import datetime, timezone
 
-from engine.secrets import ScrubbingFilter, SecretVault
-
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+from engine.secrets import LOG_RECORD_FIELDS, ScrubbingFilter, SecretVault
 
 
 class JSONFormatter(logging.Formatter):
@@ -21,14 +20,20 @@ class JSONFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in LOG_RECORD_FIELDS and not key.startswith("_"):
                 payload[key] = value
-        if record.exc_info:
-            payload["exception"] = self.formatException(record.exc_info)
+        # The scrubbing filter leaves the exception rendered (and scrubbed) in exc_text.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            payload["exception"] = record.exc_text
+        if record.stack_info:
+            payload["stack"] = record.stack_info
         return json.dumps(payload, default=str)
 
 
-_vaults: list[SecretVault] = []
+_vaults: weakref.WeakSet[SecretVault] = weakref.WeakSet()
+"""Vaults to scrub with; weak, so a worker that is gone (a test's) takes its vault along."""
 
 
 def setup(fmt: str = "text", level: str = "INFO") -> None:
@@ -50,6 +55,8 @@ def setup(fmt: str = "text", level: str = "INFO") -> None:
 
 def scrub_with(vault: SecretVault) -> None:
     """Scrub this vault's secrets from every handler of the root logger, now and after setup()."""
-    _vaults.append(vault)
+    if vault in _vaults:
+        return
+    _vaults.add(vault)
     for handler in logging.getLogger().handlers:
         handler.addFilter(ScrubbingFilter(vault))
