@@ -1,0 +1,84 @@
+"""Reading CodePipeline's JobData defensively: what a polled job holds, or why it cannot be read.
+
+The API promises strings, but a worker must not trust a single job to keep that promise: one
+job with a configuration value that is a list, or a pipeline context that is not an object,
+must become a readable problem on that job, never an exception that sinks the poll batch
+(issue 8). Every reader here returns a value of the type it names, and what it had to leave
+out is said in words an operator can act on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from engine.action import ArtifactCredentials
+
+NOT_TEXT = "(not text)"
+"""Stands in, in the recorded configuration, for a value that is not a string."""
+
+
+def mapping(value: Any) -> Mapping[str, Any]:
+    """`value` if it is a JSON object, else an empty one (the caller says what is missing)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def text(value: Any) -> str | None:
+    """`value` if it is a non-empty string every database can store, else None."""
+    return value if isinstance(value, str) and value and storable(value) else None
+
+
+def storable(value: str) -> bool:
+    """Whether every database takes `value` as text: UTF-8 (no lone surrogate, which JSON may
+    carry as an escape), no NUL (PostgreSQL refuses it)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", dict: "an object", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def configuration_of(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """The job's action configuration: (as given, the text values only, problems).
+
+    A property whose value is not a string is left out of the text values and named in a
+    problem (never with its value: it may be a secret).
+    """
+    given = (mapping(data.get("actionConfiguration"))).get("configuration")
+    if given is None:
+        return {}, {}, []
+    if not isinstance(given, Mapping):
+        return {}, {}, [f"the job's actionConfiguration.configuration is {_kind(given)}, not an "
+                        "object of property names to values"]
+    configuration = {str(k): v for k, v in given.items()}
+    texts = {k: v for k, v in configuration.items() if isinstance(v, str)}
+    wrong = sorted(k for k in configuration if k not in texts)
+    problems = [f"the property {name} is {_kind(configuration[name])}, not text. Fix: set it to "
+                "a plain string value in the pipeline's action configuration"
+                for name in wrong]
+    return configuration, texts, problems
+
+
+def credentials_of(data: Mapping[str, Any]) -> ArtifactCredentials | None:
+    """The job's artifact credentials, or None when there are none or they are not three
+    strings (an action that needs them then fails on their absence, with its own message)."""
+    creds = data.get("artifactCredentials")
+    if not isinstance(creds, Mapping):
+        return None
+    key_id, secret, session = (creds.get(k) for k in ("accessKeyId", "secretAccessKey",
+                                                       "sessionToken"))
+    if not (isinstance(key_id, str) and isinstance(secret, str) and isinstance(session, str)):
+        return None
+    return ArtifactCredentials(key_id, secret, session)
+
+
+def recorded_configuration(configuration: Mapping[str, Any], secret_names: frozenset[str],
+                           redacted: str) -> dict[str, str]:
+    """The configuration as the log may keep it: secrets redacted, non-text values marked."""
+    return {k: (redacted if k in secret_names else v if isinstance(v, str) else NOT_TEXT)
+            for k, v in configuration.items()}
