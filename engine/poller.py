@@ -64,32 +64,46 @@ class Poller:
         self.last_round: PollRound | None = None
 
     def poll_once(self) -> PollRound:
-        """One round over every action type, within the free capacity."""
+        """One round over every action type, within the free capacity.
+
+        One action type whose poll fails (an answer botocore or this worker cannot read) is
+        counted as an error and the others are still polled; one bad job fails alone inside
+        intake. What the store raises (StoreUnavailable: the database is briefly unavailable)
+        ends the round and is the caller's to back off from; jobs recorded before it are
+        still announced.
+        """
         found = new = errors = 0
         full = False
-        for name, action in self.actions.items():
-            free = self.capacity()
-            if free <= 0:
-                break
-            type_id = action.definition().type_id
-            asked = min(free, MAX_BATCH)
-            try:
-                jobs = self.codepipeline.poll(type_id.to_api(), asked, self.query.get(name))
-            except (ClientError, BotoCoreError) as error:
-                errors += 1
-                log.warning("PollForJobs for %s failed: %s", type_id, error)
-                continue
-            if jobs:
-                found += len(jobs)
-                # Only a batch limited by MAX_BATCH says "more waiting"; one limited by our own
-                # capacity says "we are full", and polling again at once would only trickle
-                # jobs in one small transaction (and fsync) at a time.
-                full = full or (asked == MAX_BATCH and len(jobs) >= asked)
-                new += self.intake.record(name, action, jobs)
+        try:
+            for name, action in self.actions.items():
+                free = self.capacity()
+                if free <= 0:
+                    break
+                type_id = action.definition().type_id
+                asked = min(free, MAX_BATCH)
+                try:
+                    jobs = self.codepipeline.poll(type_id.to_api(), asked, self.query.get(name))
+                except (ClientError, BotoCoreError) as error:
+                    errors += 1
+                    log.warning("PollForJobs for %s failed: %s", type_id, error)
+                    continue
+                except Exception as error:  # an answer nobody expected: this type, this round
+                    errors += 1
+                    log.error("PollForJobs for %s failed unexpectedly: %s: %s", type_id,
+                              type(error).__name__, error)
+                    continue
+                if jobs:
+                    found += len(jobs)
+                    # Only a batch limited by MAX_BATCH says "more waiting"; one limited by our
+                    # own capacity says "we are full", and polling again at once would only
+                    # trickle jobs in one small transaction (and fsync) at a time.
+                    full = full or (asked == MAX_BATCH and len(jobs) >= asked)
+                    new += self.intake.record(name, action, jobs)
+        finally:
+            if found:
+                self.on_jobs()  # even when the store failed midway: earlier jobs are recorded
         self.rounds += 1
         self.last_round = PollRound(found, new, errors, full)
-        if found:
-            self.on_jobs()
         return self.last_round
 
     def next_interval(self, last: PollRound) -> float:

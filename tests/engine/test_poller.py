@@ -1,0 +1,145 @@
+"""The poller over real HTTP: a poll batch with a job that breaks intake records the others,
+and a store that is briefly unavailable fails the poll as a whole, to be polled again."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from engine.clock import FakeClock
+from engine.codepipeline import CodePipeline
+from engine.emulator import CodePipelineEmulator, EmulatorServer
+from engine.errors import StoreUnavailable
+from engine.intake import Intake
+from engine.machine import JobState
+from engine.poller import Poller
+from engine.secrets import SecretVault
+from engine.store import EventStore, open_store
+from engine.testing import ActionHarness, codepipeline_client
+from tests.actions.ledger import LedgerAction
+
+LEDGER_TYPE = "Test/Custom/Ledger/1"
+ACK_TIMEOUT = 30.0
+
+
+@dataclass
+class Kit:
+    emulator: CodePipelineEmulator
+    codepipeline: CodePipeline
+    store: EventStore
+    poller: Poller
+    woken: list[int]
+
+    def start(self, token: object = "ledger-secret-poller", outcome: str = "pass") -> str:
+        """A pipeline execution reaching the ledger action; returns its first job's id.
+
+        The emulator's Python API takes the configuration as given, as a pipeline definition
+        written by hand could; a value that is not a string reaches the worker as it is.
+        """
+        configuration = {"Ledger": "/ledger", "Outcome": outcome, "Token": token}
+        started = self.emulator.start_execution(LEDGER_TYPE, configuration,  # type: ignore[arg-type]
+                                                action="Ledger")
+        return started["jobId"]
+
+
+@pytest.fixture
+def kit(tmp_path: Path) -> Iterator[Kit]:
+    clock = FakeClock()
+    emulator = CodePipelineEmulator(clock=clock, continuation_delay=0.0, ack_timeout=ACK_TIMEOUT)
+    with EmulatorServer(emulator) as server:
+        client = codepipeline_client(server.url)
+        client.create_custom_action_type(**LedgerAction.definition().document)
+        codepipeline = CodePipeline(client)
+        store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+        woken: list[int] = []
+        poller = Poller(codepipeline, {"ledger": LedgerAction()},
+                        Intake(store, SecretVault(), clock, "worker-1"), clock,
+                        capacity=lambda: 20, on_jobs=lambda: woken.append(1))
+        try:
+            yield Kit(emulator, codepipeline, store, poller, woken)
+        finally:
+            store.close()
+
+
+def _continuation_of_a_foreign_worker(kit: Kit, token: str) -> str:
+    """Another worker polls, acknowledges and hands on a job with `token`; returns the id of
+    the continuation job CodePipeline then queues."""
+    first = kit.start()
+    [job] = kit.codepipeline.poll(LedgerAction.definition().type_id.to_api(), 1)
+    assert job["id"] == first
+    client = kit.codepipeline.client
+    client.acknowledge_job(jobId=job["id"], nonce=job["nonce"])
+    client.put_job_success_result(jobId=job["id"], continuationToken=token)
+    [follow] = [str(j["id"]) for j in kit.emulator.jobs("Queued")]
+    return follow
+
+
+def test_a_poll_batch_with_jobs_that_break_intake_records_the_others(kit: Kit) -> None:
+    continuation = _continuation_of_a_foreign_worker(
+        kit, json.dumps({"v": 1, "job": {"not": "an id"}, "run": {}}))
+    good = [kit.start(), kit.start(outcome="fail")]
+    listed = kit.start(token=["ledger-secret-in-a-list"])
+    good.append(kit.start())
+
+    polled = kit.poller.poll_once()
+
+    assert (polled.found, polled.new, polled.errors) == (5, 5, 0)
+    assert kit.woken == [1]
+    for job_id in good:
+        job = kit.store.get(job_id)
+        assert job is not None and job.state is JobState.ACQUIRED and job.problem is None, job
+    problems = {}
+    for job_id in (listed, continuation):
+        job = kit.store.get(job_id)
+        assert job is not None and job.state is JobState.ACQUIRED and job.nonce, job_id
+        assert job.problem is not None
+        problems[job_id] = job.problem
+    assert "the property Token is a list, not text" in problems[listed]
+    assert "names no job to continue" in problems[continuation]
+    assert "ledger-secret-in-a-list" not in str(kit.store.history(listed))
+
+
+def test_a_store_unavailable_fails_the_poll_and_the_jobs_come_back(
+    kit: Kit, tmp_path: Path,
+) -> None:
+    jobs = [kit.start(), kit.start()]
+    sa.event.listen(kit.store.engine, "connect",
+                    lambda connection, _: connection.execute("PRAGMA busy_timeout=100"))
+    kit.store.engine.dispose()
+    blocker = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another program writing: "database is locked"
+    try:
+        with pytest.raises(StoreUnavailable):
+            kit.poller.poll_once()
+    finally:
+        blocker.close()
+    assert all(kit.store.get(job_id) is None for job_id in jobs)
+    assert kit.woken == [1]  # found jobs wake the scheduler, whatever intake did
+    # CodePipeline hands them out again once the unacknowledged dispatch lapses.
+    assert kit.poller.poll_once().found == 0
+    kit.emulator.clock.advance(ACK_TIMEOUT + 1)  # type: ignore[attr-defined]
+    again = kit.poller.poll_once()
+    assert (again.found, again.new) == (2, 2)
+    assert all(kit.store.get(job_id) is not None for job_id in jobs)
+
+
+def test_the_bad_job_is_acknowledged_and_failed_as_a_configuration_error(
+    tmp_path: Path,
+) -> None:
+    with ActionHarness(LedgerAction(), tmp_path) as harness:
+        execution = harness.start({"Ledger": str(tmp_path), "Outcome": "pass",
+                                   "Token": ["ledger-secret-in-a-list"]})  # type: ignore[dict-item]
+        job = harness.run(execution)
+        assert job.state is JobState.FAILED
+        [result] = harness.results(execution)
+        assert result["operation"] == "PutJobFailureResult" and result["accepted"]
+        failure = result["request"]["failureDetails"]
+        assert failure["type"] == "ConfigurationError"
+        assert "the property Token is a list, not text" in failure["message"]
+        assert "ledger-secret-in-a-list" not in json.dumps(result)
