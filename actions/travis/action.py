@@ -12,11 +12,14 @@ InProgress), then the build id once it exists; from then on only GET /build/{id}
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
+
+import requests
 
 from actions.travis.client import (
     CONNECT_TIMEOUT,
@@ -38,6 +41,7 @@ from engine import (
     RunDetails,
 )
 from engine.outcomes import ActionOutcome
+from engine.secrets import REDACTED, forms, scrub_outcome
 
 API_URL_ENV = "CPWORKER_TRAVIS_API_URL"
 """The API URL when the action's ApiUrl property is empty (the emulator in tests)."""
@@ -102,29 +106,78 @@ class Target:
 
     @classmethod
     def parse(cls, configuration: Mapping[str, str]) -> Target | Failed:
+        """The configuration checked before any call, so that a mistake only the operator can
+        fix fails the job at once as ConfigurationError, naming the property and the fix,
+        rather than as a network error retried until SystemUnavailable."""
         owner = (configuration.get("Owner") or "").strip()
         name = (configuration.get("ProjectName") or "").strip()
         branch = (configuration.get("Branch") or "").strip()
         token = (configuration.get("APIToken") or "").strip()
-        api_url = ((configuration.get("ApiUrl") or "").strip()
-                   or os.environ.get(API_URL_ENV, "").strip() or DEFAULT_API_URL)
+        given_url = (configuration.get("ApiUrl") or "").strip()
+        env_url = os.environ.get(API_URL_ENV, "").strip()
+        api_url = given_url or env_url or DEFAULT_API_URL
+        url_source = ("ApiUrl" if given_url else
+                      f"the API URL from the environment variable {API_URL_ENV}")
         where = f"Travis repository {owner or '?'}/{name or '?'}, branch {branch or '?'}"
         problems = [f"{prop} is empty" for prop, value in (
             ("Owner", owner), ("ProjectName", name), ("Branch", branch), ("APIToken", token))
             if not value]
-        problems += [f"{prop} {value!r} must be one name without '/' or spaces"
+        problems += [f"{prop} {value!r} must be one name of letters, digits, '.', '_' and '-' "
+                     "(no '/', spaces or other characters)"
                      for prop, value in (("Owner", owner), ("ProjectName", name))
-                     if value and ("/" in value or len(value.split()) != 1)]
-        parts = urlsplit(api_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            problems.append(f"the Travis API URL {api_url!r} is not an http(s) URL")
+                     if value and not _SLUG_PART.fullmatch(value)]
+        if branch and not _BRANCH.fullmatch(branch):
+            problems.append(f"Branch {branch!r} is not a git branch name (no spaces or control "
+                            "characters)")
+        problems += _token_problems(token)
+        url_problem = _api_url_problem(api_url, url_source)
+        if url_problem:
+            problems.append(url_problem)
         if problems:
             return Failed(FailureType.CONFIGURATION_ERROR,
                           f"{where}: the action is configured wrongly: {'; '.join(problems)}. "
                           "Fix: edit the action's properties in the pipeline (Owner and "
-                          "ProjectName as in owner/name on Travis CI, ApiUrl like "
-                          "https://travis.example.com/api or empty for travis-ci.com)")
+                          "ProjectName as in owner/name on Travis CI, APIToken as Travis shows "
+                          "it, on one line, ApiUrl like https://travis.example.com/api or empty "
+                          "for travis-ci.com)")
         return cls(owner, name, branch, Endpoint(api_url, token))
+
+
+_SLUG_PART = re.compile(r"(?!\.\.?$)[A-Za-z0-9._-]{1,100}")
+"""An owner or repository name as GitHub, GitLab and Bitbucket spell them."""
+_BRANCH = re.compile(r"[^\x00-\x20\x7f~^:?*\[\\]{1,250}")
+"""What git check-ref-format lets through, roughly: no whitespace, control or glob characters."""
+
+
+def _token_problems(token: str) -> list[str]:
+    """Why the token cannot go into an Authorization header (never showing the token)."""
+    problems = []
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in token):
+        problems.append("APIToken contains a line break or another control character, which "
+                        "an HTTP header cannot carry (copy the token again, on one line)")
+    if any(ord(c) > 0xFF for c in token):
+        problems.append("APIToken contains a character outside Latin-1, which an HTTP header "
+                        "cannot carry; Travis tokens are plain letters and digits (copy the "
+                        "token again from Travis CI: Account, Settings, API authentication)")
+    return problems
+
+
+def _api_url_problem(api_url: str, source: str) -> str | None:
+    """Why `api_url` cannot be called, in the words of the library that would refuse it."""
+    try:
+        parts = urlsplit(api_url)
+        port = parts.port
+    except ValueError as error:  # "Invalid IPv6 URL", "Port out of range 0-65535", ...
+        return f"{source} {api_url!r} is not a usable URL ({error})"
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return f"{source} {api_url!r} is not an http(s) URL"
+    if port == 0:
+        return f"{source} {api_url!r} is not a usable URL (Port out of range 1-65535)"
+    try:
+        requests.PreparedRequest().prepare_url(api_url, None)
+    except requests.RequestException as error:  # InvalidURL: no host, a bad character...
+        return f"{source} {api_url!r} is not a usable URL ({error})"
+    return None
 
 
 def web_url(api_url: str) -> str:
@@ -433,13 +486,18 @@ def _cut(text: str) -> str:
 
 
 def _scrub(text: str, token: str) -> str:
-    return text.replace(token, "****") if token else text
+    """`text` without the token in any form a library prints it in (engine.secrets.forms)."""
+    if not token:
+        return text
+    for form in sorted(forms(token) | {token}, key=len, reverse=True):
+        text = text.replace(form, REDACTED)
+    return text
 
 
 def _scrubbed(outcome: ActionOutcome, token: str) -> ActionOutcome:
-    """The outcome with the token masked in every text it carries, whatever put it there."""
-    if isinstance(outcome, Failed):
-        return replace(outcome, message=_scrub(outcome.message, token))
-    if isinstance(outcome, RetryLater):
-        return replace(outcome, reason=_scrub(outcome.reason, token))
-    return outcome
+    """The outcome with the token masked in every text it carries, whatever put it there.
+
+    The engine scrubs every outcome too; this keeps the action safe on its own (its tests,
+    another engine) and costs a few replaces per outcome.
+    """
+    return scrub_outcome(outcome, lambda text: _scrub(text, token))

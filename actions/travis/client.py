@@ -170,6 +170,19 @@ class TravisClient:
             raise TravisError(operation, None, "timeout",
                               f"no answer from {endpoint.url} within {self.timeout[1]:g} s "
                               f"({type(error).__name__})") from None
+        except (requests.exceptions.InvalidHeader, UnicodeError):
+            # requests shows the header's value (the token) in its message, repr-escaped, and
+            # http.client the character it cannot encode: neither goes any further. Nothing
+            # was sent, and nothing will be until the property changes.
+            raise TravisError(operation, None, "invalid_token",
+                              "the APIToken cannot be sent in an HTTP header (it holds a line "
+                              "break, a control character or a character outside Latin-1)",
+                              configuration="APIToken") from None
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema) as error:
+            raise TravisError(operation, None, "invalid_url",
+                              f"{endpoint.url!r} cannot be called: {type(error).__name__}: "
+                              f"{_snippet(str(error), 300)}", configuration="ApiUrl") from None
         except requests.RequestException as error:
             # requests' text names host and path, never headers: safe to pass on.
             raise TravisError(operation, None, "connection_error",

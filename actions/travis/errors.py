@@ -41,8 +41,12 @@ class TravisError(Exception):
         *,
         retry_after: float | None = None,
         body: object = None,
+        configuration: str | None = None,
     ) -> None:
         self.operation = operation
+        self.configuration = configuration
+        """The property at fault when the call could not even be sent (ApiUrl, APIToken):
+        waiting cannot fix it, so it is never retried."""
         self.status = status
         self.error_type = error_type
         self.error_message = error_message
@@ -55,6 +59,8 @@ class TravisError(Exception):
     @property
     def transient(self) -> bool:
         """Worth the same call again soon: no answer, or a server-side failure."""
+        if self.configuration is not None:
+            return False
         return self.status is None or self.status >= 500
 
     @property
@@ -81,6 +87,10 @@ def outcome_for(error: TravisError, where: Where, doing: str) -> Failed | RetryL
     are retried by the engine (counted, so its bounded retries end in SystemUnavailable); Travis's
     hourly limit is waited out inside the job's time budget.
     """
+    if error.configuration is not None:
+        return Failed(FailureType.CONFIGURATION_ERROR,
+                      f"{where}: could not {doing}: {error.error_message}. Fix: "
+                      f"{_CALL_FIXES.get(error.configuration, _CALL_FIXES['ApiUrl'])}")
     said = f"Travis said: {error.error_message} ({error.error_type}, {_status(error)})"
     if error.status in (401, 403):
         return Failed(FailureType.PERMISSION_ERROR,
@@ -93,6 +103,15 @@ def outcome_for(error: TravisError, where: Where, doing: str) -> Failed | RetryL
                           failure_type=FailureType.SYSTEM_UNAVAILABLE)
     return Failed(FailureType.CONFIGURATION_ERROR,
                   f"{where}: Travis would not {doing}. {said}. Fix: {_config_fix(error, where)}")
+
+
+_CALL_FIXES = {
+    "APIToken": "set the action's APIToken to the token exactly as Travis CI shows it, on one "
+                "line (Travis: Account, Settings, API authentication)",
+    "ApiUrl": "set the action's ApiUrl to the Travis API's URL, like "
+              "https://travis.example.com/api, or leave it empty for travis-ci.com",
+}
+"""What to change when a call could not be sent, by the property at fault."""
 
 
 def _throttled(error: TravisError, where: Where, doing: str, said: str) -> RetryLater:
