@@ -77,6 +77,78 @@ class LedgerAction(Action):
         return Cancelled(True, f"run {run['run_id']} cancelled")
 
 
+class OtherLedgerAction(LedgerAction):
+    """The ledger under a second action type (Test/Custom/OtherLedger/1), for workers that run
+    different action sets on one database."""
+
+    name = "other-ledger"
+    definition_file = "other_ledger.json"
+
+
+class LateLedgerAction(LedgerAction):
+    """The ledger as a service whose submissions land up to `submit_grace` after the call.
+
+    submit() only queues a request (`requests/<execution>.<run>.json`, stamped with its time);
+    the request becomes a run (its line in submissions.log, its run file) `lands_after` seconds
+    later, whoever looks first, as a call still in flight when its worker died would. A worker
+    that looks for an earlier submission before the grace is over finds nothing and queues a
+    second request: two request files (and, later, two runs) for one execution.
+    """
+
+    name = "late-ledger"
+    submit_grace = 25.0
+    lands_after = 20.0
+    """Below submit_grace, as the grace promises: by then a request has landed or never will."""
+
+    def submit(self, job: JobContext) -> ActionOutcome:
+        if not job.configuration["Token"].startswith(EXPECTED_TOKEN_PREFIX):
+            return Failed(FailureType.PERMISSION_ERROR, "the ledger refused the token")
+        ledger = Path(job.configuration["Ledger"])
+        with _locked(ledger):
+            land_due(ledger, job.clock.now(), self.lands_after)
+            run = _earlier_run(ledger, job.execution_id) if job.resumed else None
+            if run is None:
+                run = {"run_id": f"run-{uuid.uuid4().hex[:12]}"}
+                requests = ledger / "requests"
+                requests.mkdir(exist_ok=True)
+                _write(requests / f"{job.execution_id}.{run['run_id']}.json",
+                       {"execution": job.execution_id, "run_id": run["run_id"],
+                        "job": job.job_id, "at": job.clock.now()})
+        return InProgress(RunDetails(run["run_id"], "queued", 0), {"run_id": run["run_id"]})
+
+    def check(self, job: JobContext) -> ActionOutcome:
+        ledger = Path(job.configuration["Ledger"])
+        with _locked(ledger):
+            land_due(ledger, job.clock.now(), self.lands_after)
+            landed = (ledger / f"{job.execution_id}.json").exists()
+        if not landed:
+            return InProgress(RunDetails(str(job.run.get("run_id", "")), "queued", 0))
+        return super().check(job)
+
+
+def requests_of(ledger: Path) -> list[dict[str, Any]]:
+    """Every request LateLedgerAction queued, landed or not: one per submit call that reached
+    the service, so two for one execution is a duplicate whether or not the second has landed."""
+    folder = ledger / "requests"
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] \
+        if folder.exists() else []
+
+
+def land_due(ledger: Path, now: float, delay: float) -> None:
+    """Turn every request older than `delay` into a run, once (call with the ledger locked)."""
+    log = ledger / "submissions.log"
+    landed = {line.split()[1] for line in log.read_text().splitlines() if line.strip()} \
+        if log.exists() else set()
+    for request in requests_of(ledger):
+        if request["run_id"] in landed or request["at"] + delay > now:
+            continue
+        with open(log, "a") as out:
+            out.write(f"{request['execution']} {request['run_id']} {request['job']}\n")
+        run_file = ledger / f"{request['execution']}.json"
+        if not run_file.exists():
+            _write(run_file, {"run_id": request["run_id"], "checks": 0, "cancelled": False})
+
+
 def _earlier_run(ledger: Path, execution_id: str) -> dict[str, Any] | None:
     """The run an earlier submit started: its file, or its log line if it died before the file."""
     run_file = ledger / f"{execution_id}.json"
