@@ -43,6 +43,10 @@ _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
 _ESCAPED = frozenset("\\'\"")
 """Printable ASCII that repr() or JSON escape: a value without them prints as itself."""
 
+_LONE = "backslashreplace"
+"""How a lone surrogate (JSON may carry one) is encoded where a form needs bytes: no library
+prints such a value as UTF-8 anyway, and the other forms still hold."""
+
 _ORPHANS_PER_ENTRY = 8
 """Values of jobs that left the vault (evicted, expired) kept scrubbable, per unit of capacity."""
 
@@ -68,8 +72,8 @@ def forms(value: str) -> frozenset[str]:
     found = {value, repr(value)[1:-1], ascii(value)[1:-1],
              value.encode("unicode_escape").decode("ascii"),
              json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1],
-             quote(value), quote(value, safe=""), quote_plus(value),
-             repr(value.encode("utf-8"))[2:-1]}
+             quote(value, errors=_LONE), quote(value, safe="", errors=_LONE),
+             quote_plus(value, errors=_LONE), repr(value.encode("utf-8", _LONE))[2:-1]}
     with suppress(UnicodeEncodeError):  # then http.client never gets as far as printing it
         found.add(repr(value.encode("latin-1"))[2:-1])
     for escaped in list(found):

@@ -36,15 +36,17 @@ class Kit:
     poller: Poller
     woken: list[int]
 
-    def start(self, token: object = "ledger-secret-poller", outcome: str = "pass") -> str:
+    def start(self, outcome: str = "pass", **tampered: object) -> str:
         """A pipeline execution reaching the ledger action; returns its first job's id.
 
-        The emulator's Python API takes the configuration as given, as a pipeline definition
-        written by hand could; a value that is not a string reaches the worker as it is.
+        `tampered` values replace configuration values past the pipeline editor's checks (the
+        emulator's tamper hook): job data CodePipeline would never send, handed out as it is.
         """
-        configuration = {"Ledger": "/ledger", "Outcome": outcome, "Token": token}
-        started = self.emulator.start_execution(LEDGER_TYPE, configuration,  # type: ignore[arg-type]
-                                                action="Ledger")
+        configuration = {"Ledger": "/ledger", "Outcome": outcome,
+                         "Token": "ledger-secret-poller"}
+        started = self.emulator.start_execution(LEDGER_TYPE, configuration, action="Ledger")
+        if tampered:
+            self.emulator.tamper(started["pipelineExecutionId"], tampered)
         return started["jobId"]
 
 
@@ -84,23 +86,25 @@ def test_a_poll_batch_with_jobs_that_break_intake_records_the_others(kit: Kit) -
     continuation = _continuation_of_a_foreign_worker(
         kit, json.dumps({"v": 1, "job": {"not": "an id"}, "run": {}}))
     good = [kit.start(), kit.start(outcome="fail")]
-    listed = kit.start(token=["ledger-secret-in-a-list"])
+    listed = kit.start(Token=["ledger-secret-in-a-list"])
+    null = kit.start(Steps=None)
     good.append(kit.start())
 
     polled = kit.poller.poll_once()
 
-    assert (polled.found, polled.new, polled.errors) == (5, 5, 0)
+    assert (polled.found, polled.new, polled.errors) == (6, 6, 0)
     assert kit.woken == [1]
     for job_id in good:
         job = kit.store.get(job_id)
         assert job is not None and job.state is JobState.ACQUIRED and job.problem is None, job
     problems = {}
-    for job_id in (listed, continuation):
+    for job_id in (listed, null, continuation):
         job = kit.store.get(job_id)
         assert job is not None and job.state is JobState.ACQUIRED and job.nonce, job_id
         assert job.problem is not None
         problems[job_id] = job.problem
     assert "the property Token is a list, not text" in problems[listed]
+    assert "the property Steps is null, not text" in problems[null]
     assert "names no job to continue" in problems[continuation]
     assert "ledger-secret-in-a-list" not in str(kit.store.history(listed))
 
@@ -133,8 +137,12 @@ def test_the_bad_job_is_acknowledged_and_failed_as_a_configuration_error(
     tmp_path: Path,
 ) -> None:
     with ActionHarness(LedgerAction(), tmp_path) as harness:
-        execution = harness.start({"Ledger": str(tmp_path), "Outcome": "pass",
-                                   "Token": ["ledger-secret-in-a-list"]})  # type: ignore[dict-item]
+        started = harness.emulator.start_execution(
+            LEDGER_TYPE, {"Ledger": str(tmp_path), "Outcome": "pass", "Token": "ledger-secret-x"},
+            action="Ledger")
+        harness.emulator.tamper(started["pipelineExecutionId"],
+                                {"Token": ["ledger-secret-in-a-list"]})
+        execution = started["actionExecutionId"]
         job = harness.run(execution)
         assert job.state is JobState.FAILED
         [result] = harness.results(execution)

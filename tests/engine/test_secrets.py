@@ -99,6 +99,12 @@ def test_credentials_and_the_token_go_but_plain_values_stay() -> None:
     assert vault.scrub(text) == "key **** secret **** session **** plain visible-value"
 
 
+def test_a_value_no_codec_can_encode_is_still_held_and_scrubbed() -> None:
+    token = "tok-\ud800-lone-surrogate"  # JSON may carry one as an escape
+    vault = vault_with(token)
+    assert vault.scrub(f"a {token} b {json.dumps(token)}") == "a **** b \"****\""
+
+
 def test_short_values_are_not_scrubbed() -> None:
     vault = SecretVault()
     vault.put("job-1", {"Token": "abc"}, {"Token"}, None, 0.0)
