@@ -168,6 +168,10 @@ class JobContext:
     artifact_credentials: ArtifactCredentials | None = field(default=None, repr=False)
     input_artifacts: tuple[Mapping[str, JSON], ...] = ()
     output_artifacts: tuple[Mapping[str, JSON], ...] = ()
+    deadline: float | None = None
+    """For submit(): anything this call sends must have landed by then (clock time), because
+    other workers wait exactly that long before looking for it. A submit that could not finish
+    a side effect in time must not start it: return RetryLater (a new window opens)."""
 
 
 class Action(ABC):
@@ -187,10 +191,11 @@ class Action(ABC):
     time_budget: ClassVar[float | None] = None
     """Seconds an external run may take before it is cancelled and failed; None: the engine's."""
     submit_grace: ClassVar[float] = 30.0
-    """Seconds a submission may still reach the external system after the worker that sent it
-    died: at least the submit call's own timeouts. A worker resuming another's submission waits
-    this long after its own start before submit() looks for the earlier one, or a call still in
-    flight could land after the look and a second run be started."""
+    """Seconds a submit() call may run, and so land, after it started: at least its calls' own
+    timeouts (and JobContext.deadline tells submit() when that time is up). A worker resuming
+    another's submission waits until that worker's call window (recorded in the log) closed
+    plus this grace before submit() looks for the earlier run, or a call still in flight could
+    land after the look and a second run be started."""
 
     _definition: ClassVar[ActionDefinition | None] = None
 

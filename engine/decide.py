@@ -16,6 +16,7 @@ from engine.outcomes import (
     JSON,
     Acknowledged,
     Cancelled,
+    Deferred,
     Done,
     Expired,
     Failed,
@@ -57,6 +58,15 @@ class Policy:
     """Hand on at least this often while a run goes on: the console's summary stays fresh, and a
     stopped execution is noticed (its next report is refused) without waiting for the run's end."""
     backoff: Callable[[int], float] = field(default_factory=tenacity_backoff)
+    submit_window: float = 10.0
+    """A submission's call must start within this many seconds of its window opening (the
+    intent, a re-arm, a retry's due time), or it does not start at all: what bounds, from the
+    log alone, when a dead worker's call could have gone out."""
+    submit_grace: float = 30.0
+    """The action's submit_grace: how long after its start a submit call may still land."""
+    job_timeout: float = 24 * 3600.0
+    """CodePipeline's timeout of a custom action's job (PROTOCOL A2: 24 h). Until it passes,
+    CodePipeline may still take a result, so transient report failures are retried until then."""
 
 
 class NoDecision(Exception):
@@ -69,7 +79,7 @@ def decide(
     """The events that follow `outcome` for `job` (outcome None: a step with no I/O)."""
     state = job.state
     if isinstance(outcome, RetryLater):
-        return _retry(job, outcome, now, policy)
+        return _retry(job, outcome, now, policy, worker)
     if state is JobState.ACQUIRED:
         if isinstance(outcome, Acknowledged):
             return [NewEvent("acknowledged")]
@@ -80,8 +90,11 @@ def decide(
             return [_failed(Failed(FailureType.CONFIGURATION_ERROR, job.problem))]
         if job.continues or job.continuation_token:
             return [NewEvent("continuation_resumed")]
-        return [NewEvent("submit_intended", {"worker": worker})]
+        return [NewEvent("submit_intended", {
+            "worker": worker, "armed_until": now + policy.submit_window})]
     elif state is JobState.SUBMITTED:
+        if isinstance(outcome, Deferred):
+            return [_deferred(job, outcome, now, policy, worker)]
         if isinstance(outcome, InProgress):
             started = NewEvent(
                 "run_started", _progress_data(outcome, now, policy, details=outcome.details)
@@ -154,7 +167,44 @@ def step(
             return events, current
 
 
+def submit_gate(job: Job, now: float, policy: Policy, worker: str) -> Deferred | None:
+    """May this worker call the action's submit() for `job` now? None: yes.
+
+    Exactly-once rests on one rule: a submission's call starts only inside a call window that
+    the log records (opened by the intent, a re-arm or a retry, `armed_until`), so any call a
+    worker made lands by `armed_until + submit_grace`, which every other worker can read. A
+    worker that did not open the window waits until then and opens one of its own; it never
+    measures from its own start, so a worker restarting every few seconds still gets there.
+    """
+    if job.state is not JobState.SUBMITTED:
+        return None
+    if job.intent_by == worker and job.armed_until is not None and now <= job.armed_until:
+        return None
+    opened = job.armed_until if job.armed_until is not None else (
+        job.updated_at + policy.submit_window)
+    settled = opened + policy.submit_grace
+    if job.intent_by != worker and now < settled:
+        return Deferred(
+            f"worker {job.intent_by or '?'} may have a submission in flight until "
+            f"{settled - now:.1f} s from now (its call window closed "
+            f"{max(0.0, now - opened):.1f} s ago, plus the action's grace of "
+            f"{policy.submit_grace:g} s); waiting before looking for it", until=settled)
+    if job.intent_by == worker:
+        return Deferred("the call window passed before the submission could start; "
+                        "opening a new one")
+    return Deferred(f"anything worker {job.intent_by or '?'} sent has landed by now; "
+                    "opening a call window to look for it, then submit if absent")
+
+
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def _deferred(job: Job, outcome: Deferred, now: float, policy: Policy, worker: str) -> NewEvent:
+    if outcome.until is not None:
+        return NewEvent("submit_deferred", {"reason": outcome.reason, "holder": job.intent_by,
+                                            "due_at": max(now, outcome.until)})
+    return NewEvent("submit_armed", {"reason": outcome.reason, "worker": worker,
+                                     "armed_until": now + policy.submit_window, "due_at": now})
 
 
 def _progress_data(
@@ -253,27 +303,60 @@ _EXHAUSTED_BY_STATE = {
 }
 
 
-def _retry(job: Job, outcome: RetryLater, now: float, policy: Policy) -> list[NewEvent]:
-    """Another attempt later, each one in the history; past the budget, the state's way out."""
+def _deadline(job: Job, policy: Policy) -> float | None:
+    """Until when retrying the state's effect can still matter (None: bounded by attempts)."""
+    if job.state in (JobState.SUBMITTED, JobState.RUNNING):
+        started = job.run_started_at if job.run_started_at is not None else job.created_at
+        return started + policy.time_budget
+    if job.state in (JobState.ACQUIRED, JobState.HANDING_ON, JobState.REPORTING_SUCCESS,
+                     JobState.REPORTING_FAILURE):
+        return job.created_at + policy.job_timeout
+    return None  # cancelling is best effort: a few attempts, then the report goes on
+
+
+def _retry(job: Job, outcome: RetryLater, now: float, policy: Policy,
+           worker: str = "") -> list[NewEvent]:
+    """Another attempt later, each one in the history; past the budget, the state's way out.
+
+    Transient failures (throttling, 5xx, lost connections) are measured in time, not attempts:
+    they are retried with capped backoff for as long as the result can matter (the run's time
+    budget, CodePipeline's job timeout for reports), so an outage of a quarter of an hour costs
+    a late result, never a wrong one. Other failures also end after `max_attempts`.
+    """
     effect = effect_of(job.state)
     if effect is None or job.state not in _EXHAUSTED_BY_STATE:
         raise NoDecision(f"job {job.job_id}: nothing to retry in state {job.state.value!r}")
     attempt = job.attempt + 1 if outcome.counted else job.attempt
-    exhausted = outcome.counted and attempt >= policy.max_attempts
-    if not outcome.counted and job.state in (JobState.SUBMITTED, JobState.RUNNING):
-        exhausted = _out_of_time(job, now, policy)
+    deadline = _deadline(job, policy)
+    by_count = deadline is None or not outcome.transient
+    exhausted = (by_count and outcome.counted and attempt >= policy.max_attempts) or (
+        deadline is not None and now >= deadline)
     if not exhausted:
         delay = outcome.after if outcome.after is not None else policy.backoff(attempt)
-        return [NewEvent("attempt_failed", {
+        due = now + max(0.0, delay)
+        if deadline is not None:
+            due = min(due, max(now, deadline))
+        data: dict[str, JSON] = {
             "effect": effect.value,
             "attempt": attempt,
             "counted": outcome.counted,
             "error": outcome.reason,
-            "due_at": now + max(0.0, delay),
-        })]
-    why = (f"gave up after {attempt} attempts" if outcome.counted else "out of time") + (
-        f" to {effect.value.replace('_', ' ')}: {outcome.reason}"
-    )
+            "due_at": due,
+        }
+        if job.state is JobState.SUBMITTED:
+            # The call returned: nothing of it is in flight. The next one opens a new window.
+            data["worker"] = worker
+            data["armed_until"] = due + policy.submit_window
+        return [NewEvent("attempt_failed", data)]
+    if deadline is not None and now >= deadline:
+        limit = (f"CodePipeline's job timeout of {_duration(policy.job_timeout)}"
+                 if job.state not in (JobState.SUBMITTED, JobState.RUNNING)
+                 else f"the action's time budget of {_duration(policy.time_budget)}")
+        why = f"out of time ({limit} passed) to {effect.value.replace('_', ' ')}: " \
+              f"{outcome.reason}"
+    else:
+        why = f"gave up after {attempt} attempts to {effect.value.replace('_', ' ')}: " \
+              f"{outcome.reason}"
     way_out = _EXHAUSTED_BY_STATE[job.state]
     if way_out == "run_failed":
         return [_failed(Failed(outcome.failure_type, why))]

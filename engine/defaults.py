@@ -47,6 +47,15 @@ is cancelled and the job failed with a message before CodePipeline times it out 
 SHUTDOWN_GRACE = 30.0
 """Seconds SIGTERM waits for running effects before exiting; unfinished ones resume next start."""
 
+SUBMIT_WINDOW = 10.0
+"""Seconds a submission's call may start after its call window opened (recorded in the log):
+with the action's submit_grace it bounds when a dead worker's call can land, so a resuming
+worker waits at most window + grace, however often workers restart."""
+
+JOB_TIMEOUT = 24 * 3600.0
+"""CodePipeline's timeout of a custom action's job: until then a result may still be accepted,
+so transient report failures are retried, never given up."""
+
 LEASE = 300.0
 """How long a claimed machine is held; effects time out well inside it."""
 

@@ -1,21 +1,25 @@
 """Effects: the I/O the machine asks for, executed for one job at a time in a worker thread.
 
 Nothing here decides anything: each effect returns an outcome and the machine (engine.decide)
-chooses the events. Exceptions never escape: an action that raises is a transient failure of
-that job, retried and recorded, never the end of the engine.
+chooses the events; whether a submission may call out at all is decided there too
+(engine.decide.submit_gate, asked by the scheduler). Exceptions never escape: an action that
+raises is a failure of that job, retried and recorded, never the end of the engine. Every
+outcome leaves through one gate that scrubs the job's secrets from every text it carries.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from engine.action import Action, ArtifactCredentials, JobContext
+from engine.action import Action, JobContext
 from engine.clock import Clock
 from engine.codepipeline import CodePipeline, encode_token
+from engine.jobdata import configuration_of, credentials_of
 from engine.machine import Effect, JobState
 from engine.outcomes import (
     Cancelled,
@@ -28,18 +32,9 @@ from engine.outcomes import (
     RunDetails,
 )
 from engine.projection import Job
-from engine.secrets import JobSecrets, SecretVault
+from engine.secrets import JobSecrets, SecretVault, scrub_outcome
 
 log = logging.getLogger(__name__)
-
-
-def credentials_from(data: Mapping[str, Any]) -> ArtifactCredentials | None:
-    creds = data.get("artifactCredentials")
-    if not isinstance(creds, Mapping):
-        return None
-    return ArtifactCredentials(str(creds.get("accessKeyId", "")),
-                               str(creds.get("secretAccessKey", "")),
-                               str(creds.get("sessionToken", "")))
 
 
 class Effects:
@@ -60,16 +55,30 @@ class Effects:
         self.clock = clock
         self.worker = worker
         self.started_at = started_at
+        self._called: OrderedDict[tuple[str, int], None] = OrderedDict()
+        """Submissions this process called at (job, seq): met again, the job is resumed (its
+        outcome was never recorded). Bounded: only the last few thousand matter."""
+        self._called_lock = threading.Lock()
 
     def run(self, job: Job, effect: Effect) -> Outcome:
         try:
-            return self._run(job, effect)
+            outcome = self._run(job, effect)
         except Exception as error:  # one broken job must not stop the others
-            message = self.vault.scrub(f"{type(error).__name__}: {error}")
-            log.warning("job %s: %s failed: %s", job.job_id, effect.value, message)
+            message = f"{type(error).__name__}: {error}"
             if effect is Effect.CANCEL:
-                return Cancelled(False, message)
-            return RetryLater(f"{effect.value} raised {message}")
+                outcome = Cancelled(False, message)
+            else:
+                outcome = RetryLater(f"{effect.value} raised {message}", transient=False)
+            outcome = self._scrubbed(job, outcome)
+            log.warning("job %s: %s failed: %s", job.job_id, effect.value,
+                        getattr(outcome, "reason", None) or getattr(outcome, "message", ""))
+            return outcome
+        return self._scrubbed(job, outcome)
+
+    def _scrubbed(self, job: Job, outcome: Outcome) -> Outcome:
+        """The one gate: whatever an action returns, its texts lose the job's secrets here,
+        before they become an event, a log line or a CodePipeline message."""
+        return scrub_outcome(outcome, lambda text: self.vault.scrub(text, job.job_id))
 
     def _run(self, job: Job, effect: Effect) -> Outcome:
         cp = self.codepipeline
@@ -90,9 +99,9 @@ class Effects:
             return cp.report_failure(job.job_id, str(pending.get("failure_type", "JobFailed")),
                                      message, job.external_id, maybe_landed)
         action = self.actions.get(job.action)
-        if action is None:
-            return Failed(FailureType.CONFIGURATION_ERROR,
-                          f"this worker does not run the action {job.action!r}")
+        if action is None:  # claims are filtered by action (engine.scheduler): never here
+            return RetryLater(f"this worker does not run the action {job.action!r}; "
+                              "left to a worker that does", transient=False, counted=False)
         context = self._context(job, action)
         if isinstance(context, (RetryLater, Failed, Refused)):
             if effect is Effect.CANCEL:
@@ -101,28 +110,16 @@ class Effects:
                 return Failed(FailureType.SYSTEM_UNAVAILABLE, context.reason)
             return context
         if effect is Effect.SUBMIT:
-            wait = self._grace_left(job, action)
-            if wait > 0:
-                return RetryLater(
-                    f"waiting {wait:.1f} s before looking for the submission of worker "
-                    f"{job.intent_by}, which stopped: a call it had in flight may still land",
-                    after=wait, counted=False)
+            with self._called_lock:
+                self._called[(job.job_id, job.last_seq)] = None
+                while len(self._called) > 4096:
+                    self._called.popitem(last=False)
             return action.submit(context)
         if effect is Effect.CHECK:
             return action.check(context)
         if effect is Effect.CANCEL:
             return action.cancel(context)
         raise AssertionError(f"no executor for effect {effect.value}")
-
-    def _grace_left(self, job: Job, action: Action) -> float:
-        """Seconds until another worker's submission can no longer be in flight (0: none).
-
-        That worker stopped before this one started, so its calls ended, or never will land,
-        within the action's submit_grace of this worker's start.
-        """
-        if job.state is not JobState.SUBMITTED or job.intent_by in (None, self.worker):
-            return 0.0
-        return max(0.0, self.started_at + action.submit_grace - self.clock.now())
 
     def _secrets(self, job: Job) -> JobSecrets | RetryLater | Refused:
         now = self.clock.now()
@@ -139,10 +136,10 @@ class Effects:
             return RetryLater(f"GetJobDetails failed: {code}")
         except BotoCoreError as error:
             return RetryLater(f"GetJobDetails failed: cannot reach CodePipeline: {error}")
-        configuration = dict(data.get("actionConfiguration", {}).get("configuration", {}) or {})
+        _, configuration, _ = configuration_of(data)
         action = self.actions[job.action]
         self.vault.put(job.job_id, configuration, action.definition().secret_names,
-                       credentials_from(data), now)
+                       credentials_of(data), now)
         found = self.vault.get(job.job_id, now)
         return found if found is not None else RetryLater("the secret vault is too small")
 
@@ -150,9 +147,17 @@ class Effects:
         secrets = self._secrets(job)
         if not isinstance(secrets, JobSecrets):
             return secrets
-        resumed = job.attempt > 0 or (
-            job.state is JobState.SUBMITTED and job.intent_by != self.worker
+        with self._called_lock:
+            called_before = (job.job_id, job.last_seq) in self._called
+        # Anything but the first call of the window the intent opened may follow a call that
+        # reached the external system: a retry, a re-armed window, another worker's intent.
+        resumed = job.attempt > 0 or called_before or (
+            job.state is JobState.SUBMITTED
+            and (job.armings != 1 or job.intent_by != self.worker)
         )
+        deadline = None
+        if job.state is JobState.SUBMITTED and job.armed_until is not None:
+            deadline = job.armed_until + action.submit_grace
         artifacts = job.pipeline.get("artifacts") or {}
         return JobContext(
             job_id=job.job_id,
@@ -169,4 +174,5 @@ class Effects:
                                   else []),
             output_artifacts=tuple(artifacts.get("output", []) if isinstance(artifacts, Mapping)
                                    else []),
+            deadline=deadline,
         )

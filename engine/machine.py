@@ -73,6 +73,8 @@ TRANSITIONS: list[tuple[str, list[JobState] | JobState, JobState | None]] = [
     ("acknowledged", S.ACQUIRED, S.ACKNOWLEDGED),
     ("job_lost", S.ACQUIRED, S.LOST),
     ("submit_intended", S.ACKNOWLEDGED, S.SUBMITTED),
+    ("submit_deferred", S.SUBMITTED, None),
+    ("submit_armed", S.SUBMITTED, None),
     ("continuation_resumed", S.ACKNOWLEDGED, S.RUNNING),
     ("run_started", S.SUBMITTED, S.RUNNING),
     ("checked", S.RUNNING, None),

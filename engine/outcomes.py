@@ -83,6 +83,10 @@ class RetryLater:
     after: float | None = None
     counted: bool = True
     failure_type: FailureType = FailureType.SYSTEM_UNAVAILABLE
+    transient: bool = True
+    """True (throttling, 5xx, a connection that failed): retried with capped backoff for as long
+    as the result can still matter (the state's deadline, engine.decide). False (an exception
+    nobody expected, a refusal that will not change): also bounded by the policy's attempts."""
 
 
 @dataclass(frozen=True)
@@ -135,11 +139,23 @@ class Cancelled:
 
 
 @dataclass(frozen=True)
+class Deferred:
+    """A submission that did not call out, for exactly-once's sake (no I/O happened).
+
+    `until` set: an earlier holder's call may still land until then; wait for it. `until` None:
+    the call window passed before the call could start; open a new window first.
+    """
+
+    reason: str
+    until: float | None = None
+
+
+@dataclass(frozen=True)
 class Expired:
     """A timer with no I/O went off (a continuation that never came)."""
 
 
 Outcome = (
     Done | InProgress | RetryLater | Failed | Acknowledged | Refused | Reported | Rejected
-    | Cancelled | Expired
+    | Cancelled | Expired | Deferred
 )

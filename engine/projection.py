@@ -74,7 +74,15 @@ class Job:
     reason: str | None = None
     """The last reason recorded (why it failed, was lost, abandoned...)."""
     intent_by: str | None = None
-    """The worker that recorded the intent to submit: any other must look before it leaps."""
+    """The worker that last opened a call window for the submission (the intent, a re-arm, a
+    retry): any other worker must wait out that window and look before it leaps."""
+    armed_until: float | None = None
+    """The submission may start a call until then (intent_by's window). Recorded in the log, so
+    the latest moment an earlier holder's call can land (armed_until + the action's grace) is
+    known to every worker, however often they restart."""
+    armings: int = 0
+    """Call windows opened for the submission: more than one means calls may have gone out
+    before, so the action looks for its earlier work first (JobContext.resumed)."""
 
     @property
     def final(self) -> bool:
@@ -116,6 +124,8 @@ def _first(event: Event) -> dict[str, Any]:
         "run_started_at": data.get("run_started_at"),
         "reason": None,
         "intent_by": None,
+        "armed_until": None,
+        "armings": 0,
     }
 
 
@@ -144,9 +154,14 @@ def _apply(values: dict[str, Any], event: Event) -> None:
             values["reason"] = data["reason"]
         if "by" in data:
             values["continued_by"] = data["by"]
-    if event.type == "submit_intended":
+    if "armed_until" in data:  # submit_intended, submit_armed, a submit's attempt_failed
         values["intent_by"] = data.get("worker")
-    elif event.type == "run_started":
+        values["armed_until"] = float(data["armed_until"])
+        values["armings"] = values.get("armings", 0) + 1
+    elif event.type == "submit_intended":  # written before call windows existed
+        values["intent_by"] = data.get("worker")
+        values["armings"] = values.get("armings", 0) + 1
+    if event.type == "run_started":
         values["run_started_at"] = event.at
     if state in FINAL:
         values["next_due_at"] = None

@@ -6,11 +6,12 @@ from dataclasses import replace
 
 import pytest
 
-from engine.decide import NoDecision, Policy, decide, step, tenacity_backoff
+from engine.decide import NoDecision, Policy, decide, step, submit_gate, tenacity_backoff
 from engine.machine import JobState
 from engine.outcomes import (
     Acknowledged,
     Cancelled,
+    Deferred,
     Done,
     Expired,
     Failed,
@@ -155,14 +156,14 @@ def test_retries_are_recorded_one_by_one_then_fail_with_the_outcomes_type() -> N
     current = job(JobState.SUBMITTED)
     delays = []
     for attempt in (1, 2):
-        events, current = step(current, RetryLater("HTTP 503"), NOW, POLICY)
+        events, current = step(current, RetryLater("HTTP 503", transient=False), NOW, POLICY)
         assert types(events) == ["attempt_failed"] and current.attempt == attempt
         assert events[0].data["error"] == "HTTP 503"
         assert current.next_due_at is not None
         delays.append(current.next_due_at - NOW)
     assert delays == [10.0, 20.0]
-    events, current = step(current, RetryLater("HTTP 503", failure_type=FailureType.JOB_FAILED),
-                           NOW, POLICY)
+    events, current = step(current, RetryLater("HTTP 503", failure_type=FailureType.JOB_FAILED,
+                                               transient=False), NOW, POLICY)
     assert current.state is JobState.REPORTING_FAILURE
     assert current.pending is not None and current.pending["failure_type"] == "JobFailed"
     assert "gave up after 3 attempts to submit: HTTP 503" in str(current.pending["message"])
@@ -181,10 +182,99 @@ def test_uncounted_retries_wait_as_told_until_the_time_budget_ends() -> None:
     assert "out of time" in str(after.reason)
 
 
-def test_reports_that_keep_failing_are_given_up() -> None:
-    current = job(JobState.REPORTING_SUCCESS, attempt=2)
+def test_transient_failures_are_retried_for_as_long_as_the_result_can_matter() -> None:
+    """Throttling spends no budget of attempts: a quarter of an hour of outage is retried
+    through, with capped backoff, until the state's deadline."""
+    current = job(JobState.REPORTING_SUCCESS, created_at=NOW)
+    now = NOW
+    while now < NOW + 15 * 60:
+        events, current = step(current, RetryLater("ThrottlingException"), now, POLICY)
+        assert types(events) == ["attempt_failed"], (now, events)
+        assert current.next_due_at is not None
+        now = current.next_due_at
+    assert current.attempt > POLICY.max_attempts
+    events, after = step(current, Reported(), now, POLICY)
+    assert after.state is JobState.SUCCEEDED
+
+
+def test_a_report_is_given_up_only_when_codepipeline_can_no_longer_take_it() -> None:
+    current = job(JobState.REPORTING_SUCCESS, created_at=NOW - POLICY.job_timeout + 5, attempt=9)
     events, after = step(current, RetryLater("throttled"), NOW, POLICY)
+    assert types(events) == ["attempt_failed"]
+    assert after.next_due_at == NOW + 5  # never planned past the deadline
+    events, after = step(after, RetryLater("throttled"), NOW + 5, POLICY)
     assert types(events) == ["gave_up"] and after.state is JobState.ABANDONED
+    assert "CodePipeline's job timeout of 24 h" in str(after.reason)
+
+
+def test_failures_nobody_expected_still_end_after_the_attempts() -> None:
+    current = job(JobState.REPORTING_SUCCESS, attempt=2)
+    events, after = step(current, RetryLater("ValidationException", transient=False), NOW,
+                         POLICY)
+    assert types(events) == ["gave_up"] and after.state is JobState.ABANDONED
+
+
+# --- the submission's call window ---------------------------------------------------------------
+
+WINDOWED = replace(POLICY, submit_window=10.0, submit_grace=25.0)
+
+
+def test_the_intent_opens_a_call_window_its_own_worker_calls_in() -> None:
+    _, after = step(job(JobState.ACKNOWLEDGED), None, NOW, WINDOWED, "worker-a")
+    assert after.state is JobState.SUBMITTED
+    assert after.intent_by == "worker-a" and after.armed_until == NOW + 10 and after.armings == 1
+    assert submit_gate(after, NOW, WINDOWED, "worker-a") is None
+    assert submit_gate(after, NOW + 10, WINDOWED, "worker-a") is None
+    late = submit_gate(after, NOW + 10.5, WINDOWED, "worker-a")
+    assert isinstance(late, Deferred) and late.until is None  # too late to call: re-arm first
+    events, rearmed = step(after, late, NOW + 10.5, WINDOWED, "worker-a")
+    assert types(events) == ["submit_armed"] and rearmed.armed_until == NOW + 20.5
+    assert rearmed.armings == 2 and rearmed.next_due_at == NOW + 10.5
+
+
+def test_another_worker_waits_until_the_window_closed_plus_the_grace() -> None:
+    _, intended = step(job(JobState.ACKNOWLEDGED), None, NOW, WINDOWED, "worker-a")
+    wait = submit_gate(intended, NOW + 3, WINDOWED, "worker-b")
+    assert isinstance(wait, Deferred) and wait.until == NOW + 35
+    assert "worker-a" in wait.reason
+    events, waiting = step(intended, wait, NOW + 3, WINDOWED, "worker-b")
+    assert types(events) == ["submit_deferred"] and waiting.next_due_at == NOW + 35
+    assert waiting.intent_by == "worker-a" and waiting.armed_until == NOW + 10
+    arm = submit_gate(waiting, NOW + 35, WINDOWED, "worker-b")
+    assert isinstance(arm, Deferred) and arm.until is None
+    _, armed = step(waiting, arm, NOW + 35, WINDOWED, "worker-b")
+    assert submit_gate(armed, NOW + 35, WINDOWED, "worker-b") is None
+
+
+def test_a_crash_loop_does_not_push_the_wait_back() -> None:
+    """Workers that live 2 s each, over and over: the wait is anchored on the log, so it ends
+    when the first worker's call can have landed, not 35 s after the latest worker started."""
+    _, current = step(job(JobState.ACKNOWLEDGED), None, NOW, WINDOWED, "worker-0")
+    born, n = NOW + 2, 0  # worker-0 called, then died before recording anything
+    called_at = None
+    while called_at is None and born < NOW + 300:
+        n += 1
+        worker, now = f"worker-{n}", born
+        while now < born + 2:  # one life: every round while the job is due
+            if current.next_due_at is None or now < current.next_due_at:
+                break
+            gate = submit_gate(current, now, WINDOWED, worker)
+            if gate is None:
+                called_at = now
+                break
+            _, current = step(current, gate, now, WINDOWED, worker)
+            now += 0.05  # the next round
+        born += 2
+    assert called_at is not None
+    assert called_at <= NOW + 35 + 2, f"worker {n} called only at +{called_at - NOW:.1f} s"
+
+
+def test_a_submit_that_failed_retries_in_a_window_of_its_own() -> None:
+    _, intended = step(job(JobState.ACKNOWLEDGED), None, NOW, WINDOWED, "worker-a")
+    _, retrying = step(intended, RetryLater("HTTP 503"), NOW + 1, WINDOWED, "worker-a")
+    assert retrying.next_due_at == NOW + 11 and retrying.armed_until == NOW + 21
+    assert retrying.armings == 2 and retrying.intent_by == "worker-a"
+    assert submit_gate(retrying, NOW + 11, WINDOWED, "worker-a") is None
 
 
 def test_an_outcome_with_no_rule_is_a_bug_not_input() -> None:

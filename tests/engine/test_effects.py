@@ -1,7 +1,8 @@
-"""Effects: a submission another worker may still have in flight is waited out, then looked for."""
+"""Effects: the context a submission is called with says whether it may have gone out before."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from engine.action import JobContext
@@ -22,42 +23,63 @@ class RemoteLedger(LedgerAction):
     submit_grace: ClassVar[float] = 30.0
 
     def __init__(self) -> None:
-        self.submitted: list[bool] = []
+        self.seen: list[JobContext] = []
 
     def submit(self, job: JobContext) -> ActionOutcome:
-        self.submitted.append(job.resumed)
+        self.seen.append(job)
+        if job.configuration.get("Outcome") == "raise":
+            raise RuntimeError(f"broke with {job.configuration['Token']}")
         return InProgress()
 
 
-def effects(action: RemoteLedger, clock: FakeClock) -> Effects:
+def effects(action: RemoteLedger, clock: FakeClock, outcome: str = "pass") -> Effects:
     vault = SecretVault()
-    vault.put("j", {"Token": "ledger-secret-x"}, {"Token"}, None, clock.now())
+    vault.put("j", {"Token": "ledger-secret-x", "Outcome": outcome}, {"Token"}, None,
+              clock.now())
     codepipeline: Any = None  # never called: the secrets are in the vault
     return Effects(codepipeline, {"ledger": action}, vault, clock, "worker-b", clock.now())
 
 
-def submitted(intent_by: str) -> Job:
+def submitted(intent_by: str, armings: int = 1, attempt: int = 0) -> Job:
     return Job(job_id="j", state=JobState.SUBMITTED, action="ledger",
                action_type="Test/Custom/Ledger/1", execution_id="x", created_at=NOW - 60,
-               updated_at=NOW - 50, last_seq=3, next_due_at=NOW - 50, intent_by=intent_by)
+               updated_at=NOW - 1, last_seq=3, next_due_at=NOW - 1, intent_by=intent_by,
+               armed_until=NOW + 9, armings=armings, attempt=attempt)
 
 
-def test_another_workers_submission_is_waited_out_before_it_is_looked_for() -> None:
-    clock = FakeClock(NOW)
-    action = RemoteLedger()
-    runner = effects(action, clock)
-    waited = runner.run(submitted("worker-a"), Effect.SUBMIT)
-    assert isinstance(waited, RetryLater) and not waited.counted
-    assert waited.after == 30.0 and "worker-a" in waited.reason
-    assert action.submitted == []
-    clock.advance(30.0)
-    assert isinstance(runner.run(submitted("worker-a"), Effect.SUBMIT), InProgress)
-    assert action.submitted == [True]  # resumed: the action looks for the earlier one first
-
-
-def test_this_workers_own_submission_is_not_delayed() -> None:
+def test_the_first_call_of_the_intents_own_window_is_not_resumed() -> None:
     clock = FakeClock(NOW)
     action = RemoteLedger()
     assert isinstance(effects(action, clock).run(submitted("worker-b"), Effect.SUBMIT),
                       InProgress)
-    assert action.submitted == [False]
+    assert [c.resumed for c in action.seen] == [False]
+    assert action.seen[0].deadline == NOW + 9 + 30.0
+
+
+def test_every_other_call_looks_for_earlier_work_first() -> None:
+    clock = FakeClock(NOW)
+    action = RemoteLedger()
+    runner = effects(action, clock)
+    runner.run(submitted("worker-a", armings=2), Effect.SUBMIT)  # a window another opened
+    runner.run(submitted("worker-b", armings=2), Effect.SUBMIT)  # a re-armed window
+    runner.run(submitted("worker-b", attempt=1), Effect.SUBMIT)  # a retry
+    assert [c.resumed for c in action.seen] == [True, True, True]
+
+
+def test_the_same_step_called_twice_by_one_worker_is_resumed() -> None:
+    """An outcome whose commit was lost: the job comes back at the same seq to this worker."""
+    clock = FakeClock(NOW)
+    action = RemoteLedger()
+    runner = effects(action, clock)
+    runner.run(submitted("worker-b"), Effect.SUBMIT)
+    runner.run(submitted("worker-b"), Effect.SUBMIT)
+    runner.run(replace(submitted("worker-b"), job_id="j", last_seq=9), Effect.SUBMIT)
+    assert [c.resumed for c in action.seen] == [False, True, False]
+
+
+def test_an_action_that_raises_is_not_transient_and_leaks_nothing() -> None:
+    clock = FakeClock(NOW)
+    action = RemoteLedger()
+    outcome = effects(action, clock, outcome="raise").run(submitted("worker-b"), Effect.SUBMIT)
+    assert isinstance(outcome, RetryLater) and not outcome.transient
+    assert "ledger-secret-x" not in outcome.reason and "RuntimeError" in outcome.reason
