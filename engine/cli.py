@@ -144,6 +144,15 @@ def _store(ctx: click.Context) -> Any:
          help="Report progress with continuation tokens (the console links to the run).")
 @_option("--progress-interval", env="PROGRESS_INTERVAL", default=defaults.PROGRESS_INTERVAL,
          type=float, help="Report progress at least this often while a run goes on (seconds).")
+@_option("--submit-window", env="SUBMIT_WINDOW", default=defaults.SUBMIT_WINDOW, type=float,
+         help="A submission's call starts within this many seconds of its recorded window, or "
+         "not at all; a resuming worker waits at most this plus the action's grace (seconds).")
+@_option("--lease", env="LEASE", default=defaults.LEASE, type=float,
+         help="How long a claimed job is held without renewal before a peer may take it "
+         "(seconds, measured on the database's clock).")
+@_option("--job-timeout", env="JOB_TIMEOUT", default=defaults.JOB_TIMEOUT, type=float,
+         help="CodePipeline's job timeout: transient report failures are retried until then "
+         "(seconds).")
 @_option("--action", "action_names", env="ACTIONS", multiple=True,
          help="Action to run (entry-point name or module:Class); repeat; default: all installed.")
 @_option("--query-param", "query_params", env="QUERY_PARAMS", multiple=True,
@@ -155,7 +164,8 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
         poll_interval: float, poll_interval_min: float, check_interval: float,
         max_attempts: int, backoff_initial: float, backoff_max: float,
         continuation_timeout: float, time_budget: float, shutdown_grace: float,
-        report_progress: bool, progress_interval: float, action_names: tuple[str, ...],
+        report_progress: bool, progress_interval: float, submit_window: float, lease: float,
+        job_timeout: float, action_names: tuple[str, ...],
         query_params: tuple[str, ...], endpoint_url: str | None, region: str | None) -> None:
     """Poll CodePipeline and work jobs, resuming whatever the log says is unfinished."""
     from engine.action import available_actions, load_action
@@ -177,7 +187,8 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
         max_attempts=max_attempts, backoff_initial=backoff_initial, backoff_max=backoff_max,
         continuation_timeout=continuation_timeout, time_budget=time_budget,
         shutdown_grace=shutdown_grace, report_progress=report_progress,
-        progress_interval=progress_interval, query=query,
+        progress_interval=progress_interval, submit_window=submit_window, lease=lease,
+        job_timeout=job_timeout, query=query,
     )
     worker = Worker(_store(ctx), CodePipeline(client), actions, settings)
     logs.scrub_with(worker.vault)

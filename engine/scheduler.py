@@ -4,6 +4,12 @@ Ordering is the point: the events that lead to an effect are committed before th
 (the intent to submit is durable before the submit; the run id is durable before it is
 reported), and the outcomes of many effects are committed together, one transaction per round.
 The loop sleeps until the earliest due time or a wake-up; it never busy-waits.
+
+A round that fails (the database is away) loses nothing: the outcomes it took off the queue are
+kept and committed by the next round that can, and their jobs stay in flight, so nobody, this
+worker included, claims them again meanwhile. Only jobs of this worker's actions are claimed,
+and the leases of jobs in flight are renewed while they wait, so workers sharing one database
+never take each other's jobs.
 """
 
 from __future__ import annotations
@@ -11,20 +17,20 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from engine import crashpoints
 from engine.clock import Clock
-from engine.decide import NoDecision, Policy, step
+from engine.decide import NoDecision, Policy, step, submit_gate
 from engine.effects import Effects
-from engine.errors import ConcurrencyConflict
+from engine.errors import ConcurrencyConflict, CpworkerError
 from engine.machine import Effect, effect_of
 from engine.outcomes import Outcome, RetryLater
 from engine.projection import Event, Job
 from engine.store import Change, EventStore
-from engine.store.sql import Claim
+from engine.store.sql import ClaimRequest
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,7 @@ class Scheduler:
         lease_for: float = 300.0,
         claim_depth: int = 4,
         on_event: Callable[[Job, list[Event]], None] | None = None,
+        actions: Sequence[str] | None = None,
     ) -> None:
         self.store = store
         self.effects = effects
@@ -60,6 +67,12 @@ class Scheduler:
         self.claim_depth = claim_depth
         self.lease_for = lease_for
         self.on_event = on_event
+        self.actions = None if actions is None else sorted(actions)
+        """The actions whose jobs this worker claims (None: every job, for tests)."""
+        self.renew_every = min(5.0, lease_for / 10)
+        self._last_renewal = clock.now()
+        self._unsaved: list[tuple[Job, Outcome | None]] = []
+        """Outcomes taken off the queue whose commit failed: the next round commits them."""
         self.wake = threading.Event()
         self._done: queue.SimpleQueue[tuple[Job, Outcome | None]] = queue.SimpleQueue()
         self._in_flight: set[str] = set()
@@ -81,9 +94,10 @@ class Scheduler:
 
     def run_round(self, claim: bool = True) -> RoundStats:
         """Commit finished effects and claim the next due machines in one transaction, then
-        start their effects. Returns what it did."""
+        start their effects. Returns what it did; a store error propagates (the worker retries
+        the round) with every outcome kept for the next one."""
         stats = RoundStats()
-        outcomes: list[tuple[Job, Outcome | None]] = []
+        outcomes, self._unsaved = self._unsaved, []
         while True:
             try:
                 outcomes.append(self._done.get_nowait())
@@ -91,33 +105,65 @@ class Scheduler:
                 break
         # A job stays "in flight" from its claim until its outcome is committed (below, in the
         # same transaction as the next claim): released any earlier, a round could claim it
-        # again while its outcome waits in the queue, and run its effect twice.
+        # again while its outcome waits, and run its effect twice.
+        committing = {job.job_id for job, _ in outcomes}
         with self._lock:
-            for job, _ in outcomes:
-                self._in_flight.discard(job.job_id)
-        room = self.pool_size * self.claim_depth - self.in_flight
-        request: Claim | None = None
-        if claim and room > 0:
-            with self._lock:
-                busy = list(self._in_flight)
-            request = (self.clock.now(), room, self.owner, self.lease_for, busy)
-        stats.committed, claimed = self._commit(outcomes, request)
+            busy = [job_id for job_id in self._in_flight if job_id not in committing]
+        request: ClaimRequest | None = None
+        room = self.pool_size * self.claim_depth - len(busy)
+        try:
+            self._renew()
+            if claim and room > 0:
+                request = ClaimRequest(self.clock.now(), room, self.owner, self.lease_for, busy,
+                                       self.actions)
+            stats.committed, claimed = self._commit(outcomes, request)
+        except BaseException:
+            self._unsaved = outcomes + self._unsaved
+            raise
+        with self._lock:
+            self._in_flight.difference_update(committing)
+        foreign = [job.job_id for job in claimed
+                   if self.actions is not None and job.action not in self.actions]
+        if foreign:  # the claim filters by action; a row that slipped through goes back
+            self.store.release(foreign, self.owner)
         for job in claimed:
             effect = effect_of(job.state)
-            if effect is None:
+            if effect is None or job.job_id in foreign:
                 continue
             if effect in (Effect.DECIDE, Effect.EXPIRE):
-                with self._lock:
-                    self._in_flight.add(job.job_id)
-                outcome = self.effects.run(job, effect) if effect is Effect.EXPIRE else None
-                self._done.put((job, outcome))  # no I/O: decided and committed next round
-            else:
-                self._start(job, effect)
-                stats.started += 1
+                outcome: Outcome | None = self.effects.run(job, effect) \
+                    if effect is Effect.EXPIRE else None
+                self._decided(job, outcome)  # no I/O: decided and committed next round
+                continue
+            if effect is Effect.SUBMIT:
+                deferred = submit_gate(job, self.clock.now(), self.policy_for(job.action),
+                                       self.owner)
+                if deferred is not None:
+                    self._decided(job, deferred)
+                    continue
+            self._start(job, effect)
+            stats.started += 1
         return stats
 
+    def _decided(self, job: Job, outcome: Outcome | None) -> None:
+        with self._lock:
+            self._in_flight.add(job.job_id)
+        self._done.put((job, outcome))
+
+    def _renew(self) -> None:
+        """Extend the leases of the jobs this worker holds, so a job waiting in the effect
+        queue, or in a long effect, is never taken by a peer as if this worker were gone."""
+        now = self.clock.now()
+        if now - self._last_renewal < self.renew_every:
+            return
+        with self._lock:
+            held = sorted(self._in_flight)
+        if held:
+            self.store.renew(held, self.owner, self.lease_for)
+        self._last_renewal = now
+
     def _commit(
-        self, outcomes: list[tuple[Job, Outcome | None]], claim: Claim | None
+        self, outcomes: list[tuple[Job, Outcome | None]], claim: ClaimRequest | None
     ) -> tuple[int, list[Job]]:
         if not outcomes and claim is None:
             return 0, []
@@ -144,7 +190,9 @@ class Scheduler:
                 log.warning("job %s: another writer moved it first; this outcome is dropped",
                             change.job.job_id)
             written = [c for c in changes if c not in lost]
-            claimed = self.store.claim_due(*claim) if claim is not None else []
+            claimed = self.store.claim_due(
+                claim.now, claim.limit, claim.owner, claim.lease_for, claim.skip, claim.actions,
+            ) if claim is not None else []
         if written:
             crashpoints.reached("after_commit")
         if self.on_event is not None:
@@ -159,7 +207,11 @@ class Scheduler:
 
         def work() -> None:
             crashpoints.reached(f"before:{effect.value}")
-            outcome = self.effects.run(job, effect)  # never raises (engine.effects)
+            # An effect carries its deadline: a submission that waited in the queue past its
+            # call window does not call out (the window is what other workers wait out).
+            late = submit_gate(job, self.clock.now(), self.policy_for(job.action), self.owner) \
+                if effect is Effect.SUBMIT else None
+            outcome = late if late is not None else self.effects.run(job, effect)  # never raises
             crashpoints.reached(f"after:{effect.value}")
             self._done.put((job, outcome))
             with self._lock:
@@ -176,7 +228,7 @@ class Scheduler:
         if not self._done.empty():
             return
         room = self.in_flight < self.pool_size * self.claim_depth
-        due = self.store.earliest_due(self.clock.now()) if room else None
+        due = self.store.earliest_due(self.clock.now(), self.actions) if room else None
         timeout = max_wait
         if due is not None:
             timeout = min(timeout, max(0.0, due - self.clock.now()))
@@ -187,11 +239,19 @@ class Scheduler:
     def drain(self, grace: float) -> None:
         """Let running effects finish (at most `grace` seconds) and commit what they return."""
         deadline = self.clock.now() + grace
-        while self.in_flight and self.clock.now() < deadline:
+        while True:
+            try:
+                self.run_round(claim=False)
+            except CpworkerError as error:
+                if self.clock.now() >= deadline:
+                    log.warning("could not record %d outcome(s) before stopping (%s); their "
+                                "jobs resume at the next start from the log",
+                                len(self._unsaved), error)
+                    break
+            if not self.in_flight or self.clock.now() >= deadline:
+                break
             self.clock.wait(self.wake, min(0.2, max(0.0, deadline - self.clock.now())))
             self.wake.clear()
-            self.run_round(claim=False)
-        self.run_round(claim=False)
         if self.in_flight:
             log.warning("%d effect(s) still running after %.0f s; their jobs resume at the next "
                         "start from the log", self.in_flight, grace)
@@ -208,6 +268,11 @@ class Scheduler:
         never_started = [job_id for job_id, future in queued.items() if future.cancel()]
         self._pool.shutdown(wait=False, cancel_futures=True)
         if never_started:
-            self.store.release(never_started, self.owner)
+            try:
+                self.store.release(never_started, self.owner)
+            except CpworkerError as error:
+                log.warning("could not give back the leases of %d job(s) (%s); they are free "
+                            "again when the leases expire", len(never_started), error)
+                return
             log.info("gave back the leases of %d job(s) whose effects never started",
                      len(never_started))

@@ -3,13 +3,19 @@
 Start-up reads the projection, not the histories: due rows are claimed and resumed where their
 last event left them. SIGTERM/SIGINT stop the poller, let running effects finish within a grace
 period, commit what they returned, and return 0.
+
+Both loops are supervised: a round that fails is a unit of failure, not the end of the process.
+A database that is away (locked, full, restarting) is waited for with backoff, said once when it
+starts and once when it ends; an error that will not go away by waiting (a schema newer than
+this code, credentials refused) stops the worker with one line and exit code 2; a loop thread
+that dies stops it with exit code 3, rather than run half alive.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from engine import defaults
@@ -18,6 +24,7 @@ from engine.clock import Clock, SystemClock
 from engine.codepipeline import CodePipeline
 from engine.decide import Policy, tenacity_backoff
 from engine.effects import Effects
+from engine.errors import ConfigurationProblem, StoreFailure, StoreUnavailable
 from engine.intake import Intake
 from engine.poller import Poller
 from engine.projection import Event, Job
@@ -27,6 +34,46 @@ from engine.store import EventStore
 from engine.store.sql import worker_id
 
 log = logging.getLogger("cpworker")
+
+EXIT_OK = 0
+EXIT_PERMANENT = 2
+"""A problem waiting cannot fix: a schema newer than this code, credentials refused."""
+EXIT_THREAD_DIED = 3
+"""A loop thread died: exit so a supervisor restarts the whole worker, not half of it."""
+
+
+class Episode:
+    """Trouble of one kind, from its first failure to its first success: one log line at each
+    end and a capped, growing wait in between, so an outage is neither a flood nor silent."""
+
+    def __init__(self, what: str, clock: Clock, initial: float, maximum: float) -> None:
+        self.what = what
+        self.clock = clock
+        self.initial = initial
+        self.maximum = max(initial, maximum)
+        self.since: float | None = None
+        self.failures = 0
+
+    def failed(self, error: BaseException, *, traceback: bool = False) -> float:
+        """Record a failure; returns how long to wait before trying again."""
+        if self.since is None:
+            self.since = self.clock.now()
+            log.warning("%s failed (%s); retrying with backoff until it works, without "
+                        "losing anything", self.what, _one_line(error), exc_info=traceback)
+        self.failures += 1
+        return float(min(self.maximum, self.initial * 2.0 ** min(self.failures - 1, 16)))
+
+    def over(self) -> None:
+        if self.since is None:
+            return
+        log.warning("%s works again after %.1f s and %d failed attempt(s)", self.what,
+                    self.clock.now() - self.since, self.failures)
+        self.since = None
+        self.failures = 0
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:500] or type(error).__name__
 
 
 @dataclass(frozen=True)
@@ -48,6 +95,8 @@ class Settings:
     secret_max_age: float = defaults.SECRET_MAX_AGE
     report_progress: bool = True
     progress_interval: float = defaults.PROGRESS_INTERVAL
+    submit_window: float = defaults.SUBMIT_WINDOW
+    job_timeout: float = defaults.JOB_TIMEOUT
     query: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
@@ -77,6 +126,9 @@ class Worker:
                 report_progress=self.settings.report_progress,
                 progress_interval=self.settings.progress_interval,
                 backoff=backoff,
+                submit_window=self.settings.submit_window,
+                submit_grace=action.submit_grace,
+                job_timeout=self.settings.job_timeout,
             )
             for name, action in self.actions.items()
         }
@@ -84,6 +136,7 @@ class Worker:
             check_interval=self.settings.check_interval, max_attempts=self.settings.max_attempts,
             continuation_timeout=self.settings.continuation_timeout,
             time_budget=self.settings.time_budget, backoff=backoff,
+            submit_window=self.settings.submit_window, job_timeout=self.settings.job_timeout,
         )
         self.effects = Effects(codepipeline, self.actions, self.vault, self.clock, self.owner,
                                self.clock.now())
@@ -91,7 +144,7 @@ class Worker:
             store, self.effects, self.clock, self.policy_for, self.owner,
             pool_size=self.settings.effect_threads, lease_for=self.settings.lease,
             claim_depth=self.settings.claim_depth,
-            on_event=self._log_events,
+            on_event=self._log_events, actions=list(self.actions),
         )
         self.intake = Intake(store, self.vault, self.clock, self.owner)
         self.poller = Poller(
@@ -106,7 +159,7 @@ class Worker:
         return self._policies.get(action, self._default_policy)
 
     def free_capacity(self) -> int:
-        return max(0, self.settings.max_in_flight - self.store.count_active())
+        return max(0, self.settings.max_in_flight - self.store.count_active(list(self.actions)))
 
     def stop(self) -> None:
         """Ask the loops to stop (safe from a signal handler)."""
@@ -119,22 +172,39 @@ class Worker:
 
     def run(self, until_idle: bool = False) -> int:
         """Run until stopped (or, with until_idle, until nothing is owed); returns an exit code."""
-        released = self.store.release_dead_leases()
-        if released:
-            log.info("took over %d job(s) leased by a worker that is gone", released)
-        active = self.store.count_active()
-        log.info("worker %s starting: %d unfinished job(s) to resume, actions: %s", self.owner,
-                 active, ", ".join(f"{n} ({a.definition().type_id})"
-                                   for n, a in self.actions.items()))
+        code = self._supervised(self._start_up)
+        if code is not None:
+            return code
         poller = threading.Thread(target=self._poll_loop, name="poller", daemon=True)
         poller.start()
+        trouble = Episode("the state database", self.clock, 0.2, 10.0)
+        failing = Episode("a scheduler round", self.clock, 0.2, 10.0)
+        code = EXIT_OK
         try:
             while not self.stop_event.is_set():
-                self.scheduler.run_round()
-                if until_idle and self._idle():
-                    log.info("nothing in flight and nothing to poll: exiting (--until-idle)")
+                if not poller.is_alive():
+                    log.error("the poller thread died; stopping (exit %d) so that a supervisor "
+                              "restarts the whole worker", EXIT_THREAD_DIED)
+                    code = EXIT_THREAD_DIED
                     break
-                self.scheduler.wait(IDLE_WAIT if not until_idle else 1.0)
+                try:
+                    self.scheduler.run_round()
+                    if until_idle and self._idle():
+                        log.info("nothing in flight and nothing to poll: exiting (--until-idle)")
+                        break
+                    self.scheduler.wait(IDLE_WAIT if not until_idle else 1.0)
+                except StoreUnavailable as error:
+                    self.clock.wait(self.stop_event, trouble.failed(error))
+                    continue
+                except (StoreFailure, ConfigurationProblem) as error:
+                    log.error("cpworker: %s", error)
+                    code = EXIT_PERMANENT
+                    break
+                except Exception as error:  # a bug in a round must not end every job's worker
+                    self.clock.wait(self.stop_event, failing.failed(error, traceback=True))
+                    continue
+                trouble.over()
+                failing.over()
         finally:
             self.stop_event.set()
             poller.join(timeout=self.settings.shutdown_grace)
@@ -142,32 +212,67 @@ class Worker:
             self.scheduler.close()
             for action in self.actions.values():
                 action.close()
-            log.info("worker %s stopped; %d unfinished job(s) will resume at the next start",
-                     self.owner, self.store.count_active())
-        return 0
+            try:
+                left = f"{self.store.count_active(list(self.actions))} unfinished job(s)"
+            except Exception:
+                left = "unfinished jobs"
+            log.info("worker %s stopped; %s will resume at the next start", self.owner, left)
+        return code
+
+    def _start_up(self) -> None:
+        released = self.store.release_dead_leases()
+        if released:
+            log.info("took over %d job(s) leased by a worker that is gone", released)
+        active = self.store.count_active(list(self.actions))
+        log.info("worker %s starting: %d unfinished job(s) to resume, actions: %s", self.owner,
+                 active, ", ".join(f"{n} ({a.definition().type_id})"
+                                   for n, a in self.actions.items()))
+
+    def _supervised(self, step: Callable[[], None]) -> int | None:
+        """Run `step` until it works (None), waiting out a database that is away; an exit code
+        when it cannot work or the worker is stopped meanwhile."""
+        trouble = Episode("the state database", self.clock, 0.2, 10.0)
+        while not self.stop_event.is_set():
+            try:
+                step()
+            except StoreUnavailable as error:
+                self.clock.wait(self.stop_event, trouble.failed(error))
+                continue
+            except (StoreFailure, ConfigurationProblem) as error:
+                log.error("cpworker: %s", error)
+                return EXIT_PERMANENT
+            trouble.over()
+            return None
+        return EXIT_OK
 
     def _poll_loop(self) -> None:
+        trouble = Episode("polling for jobs", self.clock, self.poller.min_interval,
+                          self.poller.max_interval)
         while not self.stop_event.is_set():
-            if self.free_capacity() <= 0:
-                self.clock.wait(self.stop_event, self.poller.min_interval)
-                continue
             try:
-                with self._poll_lock:
-                    last = self.poller.poll_once()
-            except Exception:
-                log.exception("poll round failed")
-                continue
-            self.clock.wait(self.stop_event, self.poller.next_interval(last))
+                if self.free_capacity() <= 0:
+                    delay = self.poller.min_interval
+                else:
+                    with self._poll_lock:
+                        last = self.poller.poll_once()
+                    delay = self.poller.next_interval(last)
+                trouble.over()
+            except Exception as error:  # the poller never dies of one bad round
+                delay = trouble.failed(error, traceback=not isinstance(error, StoreUnavailable))
+            self.clock.wait(self.stop_event, delay)
 
     def _idle(self) -> bool:
-        if self.scheduler.in_flight or self.store.count_active():
+        mine = list(self.actions)
+        if self.scheduler.in_flight or self.store.count_active(mine):
             return False
         # Nothing owed: confirm with a fresh poll that CodePipeline has nothing for us either.
         if self.poll_now():
             return False
-        return self.scheduler.in_flight == 0 and self.store.count_active() == 0
+        return self.scheduler.in_flight == 0 and self.store.count_active(mine) == 0
 
     def _log_events(self, job: Job, events: list[Event]) -> None:
+        if job.final:
+            self.vault.forget(job.job_id)  # its secrets are needed no more: drop them now
         reasons = [str(e.data.get("reason") or e.data.get("error") or "") for e in events]
         reason = next((r for r in reversed(reasons) if r), "")
         log.info("job %s: %s -> %s%s", job.job_id, ", ".join(e.type for e in events),
