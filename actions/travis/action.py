@@ -48,6 +48,9 @@ API_URL_ENV = "CPWORKER_TRAVIS_API_URL"
 CHECK_INTERVAL_ENV = "CPWORKER_CHECK_INTERVAL"
 DEFAULT_WEB_URL = "https://app.travis-ci.com/github"
 
+POST_SECONDS = CONNECT_TIMEOUT + READ_TIMEOUT
+"""The longest a POST /requests can take to land (or never): its own timeouts."""
+
 MARKER_PREFIX = "cpworker:"
 TERMINAL_FAILURES = {
     "failed": "failed",
@@ -205,7 +208,7 @@ class TravisAction(Action):
     check_interval = _check_interval_from_env()
     """Read once at import; None leaves it to the engine (whose --check-interval reads the same
     variable, so the two agree unless the flag is given on the command line)."""
-    submit_grace = CONNECT_TIMEOUT + READ_TIMEOUT + 1.0
+    submit_grace = POST_SECONDS + 1.0
     """A POST /requests sent by a worker that then died lands within its timeouts, or never."""
 
     def __init__(self, client: TravisClient | None = None) -> None:
@@ -245,6 +248,12 @@ class TravisAction(Action):
             found = self._find_earlier(job, target)
             if found is not None:
                 return found
+        if job.deadline is not None and job.clock.now() + POST_SECONDS > job.deadline:
+            # Other workers wait until the deadline for anything this call sends; a POST that
+            # could land later might be missed by their lookup and a second build start.
+            return RetryLater(f"{target.where}: the lookup took until the end of this "
+                              "submission's call window; looking again in a new one before "
+                              "triggering a build", counted=False, after=0.0)
         try:
             accepted = self.client.create_request(
                 target.endpoint, target.slug, target.branch, self._message(job))

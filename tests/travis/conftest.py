@@ -128,13 +128,15 @@ class Job:
         self.details: RunDetails | None = None
 
     def context(self, *, attempt: int = 0, resumed: bool = False,
-                run: Mapping[str, Any] | None = None) -> JobContext:
+                run: Mapping[str, Any] | None = None,
+                deadline: float | None = None) -> JobContext:
         return JobContext(
             job_id="job-1", execution_id=self.execution_id,
             pipeline={"pipeline_name": "shop", "stage": "Test", "action_name": "Travis",
                       "pipeline_execution_id": "pex-1"},
             configuration=self.configuration, run=dict(self.run if run is None else run),
             details=self.details, attempt=attempt, resumed=resumed, clock=self.clock,
+            deadline=deadline,
         )
 
     def absorb(self, outcome: ActionOutcome) -> ActionOutcome:

@@ -8,6 +8,7 @@ milliseconds.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from actions.travis import TravisAction, marker
 from engine import FakeClock
 from engine.emulator import TravisEmulator
 from engine.machine import JobState
-from engine.testing import ActionHarness
+from engine.testing import TEST_SETTINGS, ActionHarness
 from tests.travis.conftest import SLUG, TOKEN, Wire, configuration, quick_client
 
 
@@ -128,19 +129,29 @@ def test_the_hourly_limit_is_waited_out_and_the_build_then_runs(
     assert len(ours(travis, later)) == 1 and len(travis.requests(SLUG)) == 2
 
 
-def test_a_lasting_travis_outage_ends_in_system_unavailable_after_bounded_retries(
-    harness: ActionHarness, travis: TravisEmulator, wire: Wire
+def test_a_lasting_travis_outage_is_retried_until_the_time_budget_then_fails(
+    url: str, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    travis: TravisEmulator, wire: Wire,
 ) -> None:
-    travis.faults.configure(error_rate=1.0)
-    execution = harness.start(configuration())
-    assert harness.run(execution).state is JobState.FAILED
-    details = failure(harness, execution)
-    assert details["type"] == "SystemUnavailable"
-    assert SLUG in details["message"] and TOKEN not in details["message"]
-    retries = [e for e in harness.history(execution) if e.type == "attempt_failed"]
-    assert len(retries) == harness.worker.settings.max_attempts - 1
-    # POST once, then every resumed attempt looked for the marker instead of posting again.
-    assert len(wire.calls("POST")) == 1
+    """Server errors are transient: retried past --max-attempts, for as long as the run's time
+    budget lasts, and only then reported as SystemUnavailable."""
+    monkeypatch.setenv("CPWORKER_TRAVIS_API_URL", url)
+    settings = replace(TEST_SETTINGS, time_budget=1800.0)
+    with ActionHarness(TravisAction(quick_client()), tmp_path, clock=clock,
+                       settings=settings) as harness:
+        travis.faults.configure(error_rate=1.0)
+        execution = harness.start(configuration())
+        started = clock.now()
+        assert harness.run(execution, max_steps=2000).state is JobState.FAILED
+        details = failure(harness, execution)
+        assert details["type"] == "SystemUnavailable"
+        assert "out of time" in details["message"] and "30 min" in details["message"]
+        assert SLUG in details["message"] and TOKEN not in details["message"]
+        retries = [e for e in harness.history(execution) if e.type == "attempt_failed"]
+        assert len(retries) > settings.max_attempts
+        assert clock.now() - started >= settings.time_budget
+        # POST once, then every resumed attempt looked for the marker instead of posting again.
+        assert len(wire.calls("POST")) == 1
 
 
 def test_no_result_sent_to_codepipeline_carries_the_token(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from actions.travis import DEFAULT_API_URL, Endpoint, TravisAction, marker
-from actions.travis.action import Target, _check_interval_from_env
+from actions.travis.action import POST_SECONDS, Target, _check_interval_from_env
 from engine import Failed, FailureType, FakeClock, InProgress, RetryLater, RunDetails
 from engine.emulator import Response, TravisEmulator
 from tests.travis.conftest import (
@@ -47,6 +47,20 @@ def test_a_resumed_submit_finds_the_processed_request_by_its_marker(
     assert outcome.data["build_id"] == travis.builds(SLUG)[0]["id"]
     assert len(travis.requests(SLUG)) == 1
     assert len(wire.calls("POST")) == 1
+
+
+def test_a_post_that_could_land_after_the_calls_deadline_is_not_sent(
+    action: TravisAction, travis: TravisEmulator, clock: FakeClock, wire: Wire
+) -> None:
+    """Other workers wait until the deadline for what this call sends; a POST that might land
+    later is not started: the engine opens a new window and the action looks again."""
+    job = Job(clock)
+    late = job.submit(action, resumed=True, deadline=clock.now() + POST_SECONDS - 0.5)
+    assert isinstance(late, RetryLater) and not late.counted
+    assert "call window" in late.reason
+    assert wire.calls("POST") == [] and travis.requests(SLUG) == []
+    in_time = job.submit(action, resumed=True, deadline=clock.now() + POST_SECONDS + 0.5)
+    assert isinstance(in_time, InProgress) and len(travis.requests(SLUG)) == 1
 
 
 def test_someone_elses_requests_do_not_stop_a_resumed_submit(
