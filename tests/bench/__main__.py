@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.bench import baselines, engine_bench
+from tests.bench import baselines, engine_bench, steady
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,15 @@ class Sizes:
     in_flight: int
     due: int
     api_jobs: int
+    steady_seconds: float = 600.0
+    steady_every: float = 30.0
 
 
 FULL = Sizes(runs=3, e2e_jobs=5000, dbos_workflows=500, append_jobs=4000, es_aggregates=2000,
              sa_rows=3000, history=1000, in_flight=100_000, due=10_000, api_jobs=200)
 SMOKE = Sizes(runs=1, e2e_jobs=60, dbos_workflows=5, append_jobs=40, es_aggregates=20,
-              sa_rows=40, history=100, in_flight=300, due=100, api_jobs=5)
+              sa_rows=40, history=100, in_flight=300, due=100, api_jobs=5, steady_seconds=20.0,
+              steady_every=2.0)
 
 
 @dataclass
@@ -159,7 +162,25 @@ def run(sizes: Sizes, tmp: Path, say: Callable[[str], None]) -> list[Row]:
     idle.met = api["idle_polls_per_minute"] <= 2
     rows += [calls, Row("polls per job while busy (amortized)", api["polls_per_job"], "polls",
                         "one poll per job (Jenkins plugin, batch of 1)", 1.0, False), idle]
+    rows.append(steady_row(sizes, tmp, say))
     return rows
+
+
+STEADY_GROWTH = 0.1
+"""MB per minute of RSS growth still taken as noise over a 10-minute steady run."""
+
+
+def steady_row(sizes: Sizes, tmp: Path, say: Callable[[str], None]) -> Row:
+    """One worker, an execution a second, builds of 5-20 s: RSS sampled, growth per minute."""
+    say(f"steady run ({sizes.steady_seconds:g} s, RSS every {sizes.steady_every:g} s) ...")
+    result = steady.steady_run(tmp, sizes.steady_seconds, sizes.steady_every)
+    say(result.line())
+    row = Row(f"steady run: worker RSS after {sizes.steady_seconds / 60:.3g} min, 1 execution/s, "
+              f"builds 5-20 s (growth {result.growth_per_minute:+.3f} MB/min)", result.last,
+              "MB", "its RSS at the first sample", result.first, False,
+              f"growth <= {STEADY_GROWTH:g} MB/min")
+    row.met = result.growth_per_minute <= STEADY_GROWTH
+    return row
 
 
 def table(rows: list[Row]) -> str:
@@ -173,15 +194,22 @@ def table(rows: list[Row]) -> str:
     return "\n".join([*head, *body])
 
 
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="cpworker's benchmarks beside their baselines")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repetition")
+    parser.add_argument("--steady-only", action="store_true",
+                        help="only the steady run (RSS over 10 minutes; 20 s with --smoke)")
     args = parser.parse_args()
     sizes = SMOKE if args.smoke else FULL
     started = time.perf_counter()
     scratch = os.environ.get("TMPDIR")
     with tempfile.TemporaryDirectory(prefix="cpworker-bench-", dir=scratch) as directory:
-        rows = run(sizes, Path(directory), lambda m: print(m, file=sys.stderr, flush=True))
+        rows = [steady_row(sizes, Path(directory), say)] if args.steady_only else \
+            run(sizes, Path(directory), say)
     print(f"machine: {machine()}")
     print(f"sizes: {'smoke' if args.smoke else 'full'}, median of {sizes.runs} "
           f"(ratio: how many times better than the baseline), "
