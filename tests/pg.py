@@ -12,7 +12,9 @@ Where the server comes from, first match wins:
 3. Neither: the tests that need PostgreSQL are skipped, with the reason. When the environment
    variable `CI` is true they fail instead: CI must really test PostgreSQL.
 
-Use it as a pytest plugin (`pytest_plugins = ["tests.pg"]`) and ask for `postgres_url`.
+Use it as a pytest plugin (`pytest_plugins = ["tests.pg"]`) and ask for `postgres_url`; a test
+that restarts the server asks for `postgres_server` too and calls its `restart()` (the throwaway
+cluster only: a server named by the environment is not the tests' to restart).
 """
 
 from __future__ import annotations
@@ -89,8 +91,9 @@ def admin_url_from(text: str) -> URL:
 class PostgresServer:
     """A server on which tests get databases of their own."""
 
-    def __init__(self, admin_url: URL) -> None:
+    def __init__(self, admin_url: URL, cluster: ThrowawayCluster | None = None) -> None:
         self.admin_url = admin_url
+        self._cluster = cluster
         self._admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT",
                                        poolclass=sa.NullPool)
 
@@ -98,6 +101,32 @@ class PostgresServer:
         """The server's version; raises the driver's error when it cannot be reached."""
         with self._admin.connect() as conn:
             return str(conn.exec_driver_sql("SHOW server_version").scalar())
+
+    def wait_for_logins(self, timeout: float = 10) -> None:
+        """Until the server accepts a login: pg_ctl -w waits for the socket, not for that."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.check()
+                return
+            except sa.exc.OperationalError as error:
+                if time.monotonic() > deadline:
+                    raise PostgresUnavailable(f"the server refuses logins: {error}") from error
+                time.sleep(0.1)
+
+    @property
+    def restartable(self) -> bool:
+        """Whether restart() can work: the server is the throwaway cluster started here."""
+        return self._cluster is not None
+
+    def restart(self) -> None:
+        """Restart the server as an operator would (`pg_ctl restart -m fast -w`), on the same
+        port: every session is cut (SQLSTATE 57P01), everything committed stays."""
+        if self._cluster is None:
+            raise PostgresUnavailable(
+                f"the server comes from {ENV_URL}: only the throwaway cluster is restarted")
+        self._cluster.restart()
+        self.wait_for_logins()
 
     def create_database(self) -> URL:
         name = DATABASE_PREFIX + os.urandom(6).hex()
@@ -225,6 +254,18 @@ class ThrowawayCluster:
                 break
         raise PostgresUnavailable(f"the throwaway cluster did not start:\n{self._log_tail()}")
 
+    def restart(self) -> None:
+        """pg_ctl restart -m fast: the options of the last start (its port) are used again."""
+        if not self._started:
+            raise PostgresUnavailable("the throwaway cluster is not running")
+        # -l as at start: without it the server would write to pg_ctl's stdout, a pipe that
+        # would then never close.
+        done = self._run("pg_ctl", "restart", "-m", "fast", "-w", "-t", str(_START_TIMEOUT),
+                         "-D", str(self.data), "-l", str(self.log))
+        if done.returncode != 0:
+            raise PostgresUnavailable(
+                f"the throwaway cluster did not restart:\n{done.stderr}\n{self._log_tail()}")
+
     def stop(self) -> None:
         try:
             if self._started:
@@ -263,18 +304,9 @@ def postgres(environ: Mapping[str, str] = os.environ,
             )
         cluster = ThrowawayCluster(bindir)
         stack.callback(cluster.stop)
-        server = PostgresServer(cluster.start())
+        server = PostgresServer(cluster.start(), cluster)
         stack.callback(server.close)
-        deadline = time.monotonic() + 10
-        while True:  # pg_ctl -w waits for the socket; the first login can still be refused
-            try:
-                server.check()
-                break
-            except sa.exc.OperationalError as error:
-                if time.monotonic() > deadline:
-                    raise PostgresUnavailable(
-                        f"the throwaway cluster refuses logins: {error}") from error
-                time.sleep(0.1)
+        server.wait_for_logins()
         yield server
 
 
