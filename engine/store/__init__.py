@@ -1,5 +1,5 @@
 """The event store: an append-only log of job events plus the jobs projection, on SQLAlchemy."""
 
-from engine.store.sql import Change, EventStore, open_store
+from engine.store.sql import Change, Claim, ClaimRequest, EventStore, open_store
 
-__all__ = ["Change", "EventStore", "open_store"]
+__all__ = ["Change", "Claim", "ClaimRequest", "EventStore", "open_store"]

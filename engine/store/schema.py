@@ -60,7 +60,14 @@ jobs = sa.Table(
     sa.Column("run_started_at", UTCTime, nullable=True),
     sa.Column("reason", sa.Text, nullable=True),
     sa.Column("intent_by", sa.String(200), nullable=True),
-    sa.Column("lease_owner", sa.String(200), nullable=True),
+    sa.Column("lease_owner", sa.String(200), nullable=True, index=True),
     sa.Column("lease_expires_at", UTCTime, nullable=True),
+    sa.Column("armed_until", UTCTime, nullable=True),
+    sa.Column("armings", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_jobs_action_next_due_at", "action", "next_due_at"),
 )
-"""The projection: one row per job, updated in the same transaction as each append."""
+"""The projection: one row per job, updated in the same transaction as each append.
+
+(action, next_due_at) serves claims, due times and capacity of workers that run only some
+actions; lease_owner serves release_dead_leases.
+"""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, fields
@@ -19,23 +20,56 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine, RowMapping
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from engine.errors import AmbiguousJob, ConcurrencyConflict, ConfigurationProblem, UnknownJob
+from engine.errors import (
+    AmbiguousJob,
+    ConcurrencyConflict,
+    ConfigurationProblem,
+    StoreFailure,
+    UnknownJob,
+)
 from engine.machine import JobState
 from engine.projection import EVENT_SCHEMA_VERSION, Event, Job
-from engine.store.schema import events, jobs
+from engine.store.errors import is_missing_table, translate
+from engine.store.schema import UTCTime, events, jobs
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
-HEAD_REVISION = "0003"
-"""The newest migration in engine/store/migrations (a test keeps the two equal)."""
+REVISIONS = ("0001", "0002", "0003", "0004")
+"""Every migration in engine/store/migrations, oldest first (a test keeps the two equal)."""
+HEAD_REVISION = REVISIONS[-1]
 
-_JOB_FIELDS = [f.name for f in fields(Job)]
+MIGRATION_LOCK_KEY = 0x6370776F726B6572
+"""The PostgreSQL advisory lock migrations take: "cpworker" in ASCII, as a 64-bit key."""
+
+_JOB_FIELDS = [f.name for f in fields(Job) if f.name in jobs.c]
+"""Job's fields that are columns. A column Job does not have yet keeps its server default;
+a test checks that no field of Job is missing from the table."""
+
+_DB_NOW = sa.cast(sa.extract("epoch", sa.func.clock_timestamp()), UTCTime)
+"""PostgreSQL's own clock, in the columns' unit. clock_timestamp, not now(): now() is the
+start of the transaction, which may have waited for a lock."""
 
 
-Claim = tuple[float, int, str, float, Sequence[str]]
-"""(now, limit, owner, lease_for, skip): what EventStore.commit claims after writing."""
+@dataclass(frozen=True)
+class ClaimRequest:
+    """What to lease: machines due by `now` (the caller's clock), at most `limit`, for `owner`.
+
+    `skip`: jobs the caller already holds. `actions`: only jobs of these actions (None: every
+    action); workers running different actions share one database.
+    """
+
+    now: float
+    limit: int
+    owner: str
+    lease_for: float
+    skip: Sequence[str] = ()
+    actions: Sequence[str] | None = None
+
+
+Claim = ClaimRequest
+"""The former name."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +147,9 @@ class EventStore:
         of on SQLite's busy handler, which sleeps in steps of milliseconds."""
         self._insert_events = _Batch(events.insert(), engine.dialect)
         self._update_jobs = _Batch(_UPDATE_JOB, engine.dialect)
+        self._started = False
+        """Whether the database was reached once: a file that cannot be opened at start is a
+        wrong path (permanent), later it is a passing condition (a full volume, say)."""
 
     # --- schema ---------------------------------------------------------------------------------
 
@@ -121,38 +158,55 @@ class EventStore:
 
         A current database is recognised with one query, without importing alembic or reading
         the migration scripts: that took a quarter of a restart's time to its first job.
+        Workers starting together take turns: on PostgreSQL an advisory lock held until the
+        migration commits (two concurrent CREATE TABLEs made one fail on a duplicate key), on
+        SQLite the write lock BEGIN IMMEDIATE takes. Whoever comes second reads the revision
+        again under the lock and finds nothing left to do.
         """
-        if self.revision() == HEAD_REVISION:
+        current = self.revision()
+        if current == HEAD_REVISION:
             return
+        _known(current)
         from alembic import command
         from alembic.config import Config
 
         config = Config()
         config.set_main_option("script_location", str(files("engine.store") / "migrations"))
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+            current = _revision_in(conn)
+            if current == HEAD_REVISION:
+                return
+            _known(current)
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
 
     def revision(self) -> str | None:
-        """The schema revision the database is at (None: a new or foreign database)."""
+        """The schema revision the database is at (None: a database never migrated)."""
         try:
-            with self._read() as conn:
-                return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-        except sa.exc.DBAPIError:
-            return None
+            with self.engine.connect().execution_options(cpworker_read=True) as conn:
+                value = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        except DBAPIError as error:
+            if is_missing_table(error):
+                return None
+            raise translate(error, started=self._started) from error
+        self._started = True
+        return None if value is None else str(value)
 
     # --- writing --------------------------------------------------------------------------------
 
-    def commit(self, changes: Sequence[Change], claim: Claim | None = None) -> list[Job]:
+    def commit(self, changes: Sequence[Change], claim: ClaimRequest | None = None) -> list[Job]:
         """Append all events and update all rows in ONE transaction (group commit).
 
         With `claim`, the same transaction then leases the next due machines and returns them:
         one transaction (one fsync) per scheduler round instead of two.
         A duplicate (job_id, seq) means another writer got there first: the whole batch is rolled
-        back and ConcurrencyConflict raised; `commit_each` isolates the loser.
+        back and ConcurrencyConflict raised; `commit_each` isolates the loser. Any other failure
+        (StoreUnavailable, StoreFailure) also leaves nothing of the batch written.
         """
         if not changes:
-            return self.claim_due(*claim) if claim is not None else []
+            return self._claim_alone(claim) if claim is not None else []
         # Every writer takes its locks in job-id order. Two batches that share jobs in different
         # orders would otherwise deadlock on PostgreSQL (each holding a key the other needs)
         # instead of one of them failing on the duplicate (job_id, seq) as a conflict.
@@ -174,7 +228,7 @@ class EventStore:
                     self._update_jobs.run(conn, [_bind(row) for row in updates])
                 if claim is None:
                     return []
-                return self._claim(conn, *claim, known={c.job.job_id: c.job for c in changes})
+                return self._claim(conn, claim, known={c.job.job_id: c.job for c in changes})
         except IntegrityError as error:
             ids = sorted({c.job.job_id for c in changes})
             raise ConcurrencyConflict(
@@ -195,32 +249,40 @@ class EventStore:
     # --- scheduling -----------------------------------------------------------------------------
 
     def claim_due(
-        self, now: float, limit: int, owner: str, lease_for: float, skip: Iterable[str] = ()
+        self, now: float, limit: int, owner: str, lease_for: float, skip: Iterable[str] = (),
+        actions: Sequence[str] | None = None,
     ) -> list[Job]:
-        """Lease up to `limit` machines due by `now`, earliest first, that nobody else holds."""
-        if limit <= 0:
+        """Lease up to `limit` machines due by `now`, earliest first, that nobody else holds
+        (of `actions` only, when given)."""
+        return self._claim_alone(ClaimRequest(now, limit, owner, lease_for, tuple(skip),
+                                              None if actions is None else tuple(actions)))
+
+    def _claim_alone(self, request: ClaimRequest) -> list[Job]:
+        if request.limit <= 0:
             return []
         with self._begin() as conn:
-            return self._claim(conn, now, limit, owner, lease_for, skip)
+            return self._claim(conn, request)
 
-    def _claim(self, conn: Connection, now: float, limit: int, owner: str, lease_for: float,
-               skip: Iterable[str] = (), known: Mapping[str, Job] | None = None) -> list[Job]:
-        if limit <= 0:
+    def _claim(self, conn: Connection, request: ClaimRequest,
+               known: Mapping[str, Job] | None = None) -> list[Job]:
+        if request.limit <= 0:
             return []
-        skip_ids = list(skip)
+        lease_now = self._lease_now(request.now)
         query = (
             sa.select(jobs.c.job_id, jobs.c.last_seq)
-            .where(jobs.c.next_due_at <= now)
+            .where(jobs.c.next_due_at <= request.now)
             .where(sa.or_(
                 jobs.c.lease_owner.is_(None),
-                jobs.c.lease_owner == owner,
-                jobs.c.lease_expires_at < now,
+                jobs.c.lease_owner == request.owner,
+                jobs.c.lease_expires_at < lease_now,
             ))
             .order_by(jobs.c.next_due_at)
-            .limit(limit)
+            .limit(request.limit)
         )
-        if skip_ids:
-            query = query.where(jobs.c.job_id.not_in(skip_ids))
+        if request.actions is not None:
+            query = query.where(jobs.c.action.in_(list(request.actions)))
+        if request.skip:
+            query = query.where(jobs.c.job_id.not_in(list(request.skip)))
         if self.dialect == "postgresql":
             query = query.with_for_update(skip_locked=True)
         due = conn.execute(query).all()
@@ -229,7 +291,7 @@ class EventStore:
         ids = [job_id for job_id, _ in due]
         conn.execute(
             jobs.update().where(jobs.c.job_id.in_(ids))
-            .values(lease_owner=owner, lease_expires_at=now + lease_for)
+            .values(lease_owner=request.owner, lease_expires_at=lease_now + request.lease_for)
         )
         # Most machines due now are the ones this transaction just wrote: their rows are at
         # hand (same last_seq), so only the others are read back and decoded.
@@ -241,16 +303,47 @@ class EventStore:
                 found[row["job_id"]] = _row_to_job(row)
         return [found[job_id] for job_id in ids if job_id in found]
 
-    def earliest_due(self, now: float) -> float | None:
-        """When the next unleased machine falls due (from the index); None: nothing waits."""
+    def renew(self, job_ids: Iterable[str], owner: str, lease_for: float,
+              now: float | None = None) -> int:
+        """Extend the leases `owner` still holds on these jobs to `lease_for` from now.
+
+        Returns how many it holds: fewer than asked means another worker took some over after
+        their leases ran out. `now` is the caller's clock, used on SQLite only (default: the
+        wall clock); PostgreSQL measures leases on its own clock.
+        """
+        ids = sorted(set(job_ids))
+        if not ids:
+            return 0
+        lease_now = self._lease_now(time.time() if now is None else now)
+        with self._begin() as conn:
+            result = conn.execute(
+                jobs.update().where(jobs.c.job_id.in_(ids)).where(jobs.c.lease_owner == owner)
+                .values(lease_expires_at=lease_now + lease_for)
+            )
+        return int(result.rowcount or 0)
+
+    def earliest_due(self, now: float, actions: Sequence[str] | None = None) -> float | None:
+        """When the next unleased machine (of `actions`) falls due; None: nothing waits."""
         query = (
             sa.select(sa.func.min(jobs.c.next_due_at))
             .where(jobs.c.next_due_at.is_not(None))
-            .where(sa.or_(jobs.c.lease_owner.is_(None), jobs.c.lease_expires_at < now))
+            .where(sa.or_(jobs.c.lease_owner.is_(None),
+                          jobs.c.lease_expires_at < self._lease_now(now)))
         )
+        if actions is not None:
+            query = query.where(jobs.c.action.in_(list(actions)))
         with self._read() as conn:
             value = conn.execute(query).scalar()
         return None if value is None else float(value)
+
+    def _lease_now(self, now: float) -> Any:
+        """The instant leases are measured from: PostgreSQL's clock, or `now` on SQLite.
+
+        Workers sharing a PostgreSQL run on hosts whose clocks differ: measured on each one's
+        own clock, a lease could look expired to a worker whose clock runs ahead while its
+        holder is still working. SQLite is one host, and tests drive it with a fake clock.
+        """
+        return _DB_NOW if self.dialect == "postgresql" else now
 
     def release_dead_leases(self) -> int:
         """Free leases whose holder died on this host (a kill -9), so resume starts at once."""
@@ -269,6 +362,7 @@ class EventStore:
         return int(result.rowcount or 0)
 
     def release(self, job_ids: Iterable[str], owner: str) -> None:
+        """Give back `owner`'s leases on these jobs, so a peer need not wait for them to expire."""
         ids = list(job_ids)
         if not ids:
             return
@@ -355,18 +449,19 @@ class EventStore:
             ).mappings().all()
         return [_row_to_job(r) for r in rows]
 
-    def count_active(self) -> int:
-        """Jobs not in a final state: what this worker still owes CodePipeline something for.
+    def count_active(self, actions: Sequence[str] | None = None) -> int:
+        """Jobs (of `actions`; None: all) not in a final state: what is still owed to CodePipeline.
 
         Counted through the next_due_at index: every working state has a due time and every
         final state has none (engine.projection.project), so the poller's capacity check stays
-        cheap with a hundred thousand finished jobs in the table.
+        cheap with a hundred thousand finished jobs in the table; with `actions`, through the
+        (action, next_due_at) index.
         """
+        query = sa.select(sa.func.count()).select_from(jobs).where(jobs.c.next_due_at.is_not(None))
+        if actions is not None:
+            query = query.where(jobs.c.action.in_(list(actions)))
         with self._read() as conn:
-            value = conn.execute(
-                sa.select(sa.func.count()).select_from(jobs)
-                .where(jobs.c.next_due_at.is_not(None))
-            ).scalar()
+            value = conn.execute(query).scalar()
         return int(value or 0)
 
     def replace_projection(self, rebuilt: Sequence[Job]) -> None:
@@ -381,20 +476,25 @@ class EventStore:
 
     @contextmanager
     def _begin(self) -> Iterator[Connection]:
+        """A write transaction; its driver errors become StoreUnavailable or StoreFailure."""
         try:
             with self._writer, self.engine.begin() as conn:
                 yield conn
-        except OperationalError as error:
-            raise ConfigurationProblem(
-                f"the state database refused a write ({error.orig})",
-                fix="check that the database is reachable and writable, and that no other "
-                "program holds a long write lock on it",
-            ) from error
+        except IntegrityError:
+            raise  # a duplicate key: the caller knows the jobs and makes a ConcurrencyConflict
+        except (DBAPIError, sa.exc.TimeoutError) as error:
+            raise translate(error, started=self._started) from error
+        self._started = True
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self.engine.connect().execution_options(cpworker_read=True) as conn:
-            yield conn
+        """A read; its driver errors become StoreUnavailable or StoreFailure, as writes' do."""
+        try:
+            with self.engine.connect().execution_options(cpworker_read=True) as conn:
+                yield conn
+        except (DBAPIError, sa.exc.TimeoutError) as error:
+            raise translate(error, started=self._started) from error
+        self._started = True
 
     def close(self) -> None:
         self.engine.dispose()
@@ -472,9 +572,11 @@ def _sqlite_setup(engine: Engine, synchronous: str) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
         cursor = dbapi_connection.cursor()
+        # The busy timeout first: switching a new file to WAL takes a lock that workers
+        # starting together wait for.
+        cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={synchronous}")
-        cursor.execute("PRAGMA busy_timeout=10000")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
@@ -486,7 +588,11 @@ def _sqlite_setup(engine: Engine, synchronous: str) -> None:
 
 
 def open_store(url: str, *, synchronous: str = "FULL", migrate: bool = True) -> EventStore:
-    """Open (and by default migrate) the store at a SQLAlchemy URL, e.g. sqlite:///state.db."""
+    """Open (and by default migrate) the store at a SQLAlchemy URL, e.g. sqlite:///state.db.
+
+    Raises StoreFailure when the database refuses us for good (see engine.store.errors) or is
+    at a schema newer than this code, StoreUnavailable when it cannot be reached now.
+    """
     if "://" not in url:
         raise ConfigurationProblem(
             f"{url!r} is not a database URL",
@@ -499,7 +605,10 @@ def open_store(url: str, *, synchronous: str = "FULL", migrate: bool = True) -> 
             fix=f"use one of {', '.join(SQLITE_SYNCHRONOUS)}",
         )
     try:
-        engine = sa.create_engine(url, future=True)
+        # Pre-ping on PostgreSQL: after a server restart every pooled connection is dead, and
+        # without it each would fail one transaction before the pool let it go.
+        postgres = sa.make_url(url).get_backend_name() == "postgresql"
+        engine = sa.create_engine(url, future=True, pool_pre_ping=postgres)
     except (sa.exc.ArgumentError, ImportError) as error:
         raise ConfigurationProblem(
             f"cannot open database {url!r}: {error}",
@@ -513,4 +622,23 @@ def open_store(url: str, *, synchronous: str = "FULL", migrate: bool = True) -> 
     return store
 
 
-__all__ = ["EVENT_SCHEMA_VERSION", "Change", "Claim", "EventStore", "open_store", "worker_id"]
+def _revision_in(conn: Connection) -> str | None:
+    """The revision, read inside a transaction (on PostgreSQL a failed query would end it)."""
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    value = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    return None if value is None else str(value)
+
+
+def _known(revision: str | None) -> None:
+    """Refuse a database migrated by a newer cpworker: this code would misread its tables."""
+    if revision is not None and revision not in REVISIONS:
+        raise StoreFailure(
+            f"the state database is at schema {revision}, newer than this cpworker "
+            f"({HEAD_REVISION})",
+            fix="upgrade cpworker, or point --db at another database",
+        )
+
+
+__all__ = ["EVENT_SCHEMA_VERSION", "HEAD_REVISION", "MIGRATION_LOCK_KEY", "REVISIONS", "Change",
+           "Claim", "ClaimRequest", "EventStore", "open_store", "worker_id"]

@@ -29,3 +29,23 @@ def store(store_url: str) -> Iterator[EventStore]:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[EventStore]:
+    """A migrated store on a SQLite file, for what only SQLite does (the caller's clock)."""
+    opened = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+def pg_store(postgres_url: str) -> Iterator[EventStore]:
+    """A migrated store on a PostgreSQL database, for what only PostgreSQL does."""
+    opened = open_store(postgres_url)
+    try:
+        yield opened
+    finally:
+        opened.close()

@@ -32,107 +32,26 @@ from engine.errors import AmbiguousJob, ConcurrencyConflict, UnknownJob
 from engine.machine import JobState
 from engine.outcomes import JSON
 from engine.projection import EVENT_SCHEMA_VERSION, Event, Job, NewEvent, fold, project
-from engine.store import Change, EventStore, open_store
+from engine.store import Change, ClaimRequest, EventStore, open_store
 from engine.store.schema import jobs, metadata
-from engine.store.sql import worker_id
-
-T0 = 1_767_225_600.0
-"""2026-01-01T00:00:00Z. Offsets from it are whole or binary fractions, so they compare exactly."""
-
-LEASE = 60.0
-
-SUCCESS = [
-    NewEvent("acknowledged"),
-    NewEvent("submit_intended", {"worker": "host:1:abcdef"}),
-    NewEvent("run_started", {"run": {"build": 7}, "due_at": 0.0,
-                             "details": {"external_id": "build-7", "summary": "queued"}}),
-    NewEvent("checked", {"run": {"progress": 0.5}, "due_at": 0.0}),
-    NewEvent("run_succeeded", {"details": {"external_id": "build-7", "summary": "passed"},
-                               "report": {"output_variables": {"RunId": "build-7"}}}),
-    NewEvent("result_reported"),
-]
-"""A whole successful life after `acquired`; a due_at of 0.0 is replaced by `at + 10`."""
-
-LOST = [NewEvent("job_lost", {"reason": "another worker acknowledged it"})]
-
-RETRYING = [
-    NewEvent("acknowledged"),
-    NewEvent("submit_intended", {"worker": "host:2:abcdef"}),
-    NewEvent("attempt_failed", {"attempt": 2, "due_at": 0.0, "reason": "HTTP 503"}),
-]
-
-HANDED_ON = [
-    NewEvent("acknowledged"),
-    NewEvent("submit_intended", {"worker": "host:3:abcdef"}),
-    NewEvent("run_started", {"run": {"build": 9}, "details": {"external_id": "build-9"}}),
-    NewEvent("progress_changed", {"report": {"details": {"external_id": "build-9"}},
-                                  "details": {"external_id": "build-9", "summary": "running"}}),
-    NewEvent("continuation_reported", {"due_at": 0.0}),
-    NewEvent("continuation_joined", {"by": "job-next"}),
-]
-
-FINAL_STATES = {JobState.SUCCEEDED, JobState.LOST, JobState.HANDED_ON}
-
-
-# --- building changes the way intake and the scheduler do -------------------------------------
-
-
-def acquired_event(job_id: str, at: float, execution_id: str = "exec-1",
-                   **extra: JSON) -> Event:
-    data: dict[str, JSON] = {
-        "action": "ledger", "action_type": "Custom/Test/1", "execution_id": execution_id,
-        "nonce": f"nonce-{job_id}", "pipeline": {"name": "demo", "stage": "Build"},
-    }
-    data.update(extra)
-    return Event(job_id, 1, "acquired", at, data)
-
-
-def first(job_id: str, at: float = T0, execution_id: str = "exec-1", **extra: JSON) -> Change:
-    """A job's first change: the `acquired` event and the new row (intake's Change)."""
-    event = acquired_event(job_id, at, execution_id, **extra)
-    return Change([event], project(None, event), new=True)
-
-
-def then(job: Job, at: float, *steps: NewEvent) -> Change:
-    """The next events of `job`, numbered on from its last_seq (the scheduler's Change)."""
-    stored: list[Event] = []
-    current = job
-    for step in steps:
-        data = {k: (at + 10 if k == "due_at" else v) for k, v in step.data.items()}
-        event = Event(job.job_id, current.last_seq + 1, step.type, at, data)
-        current = project(current, event)
-        stored.append(event)
-    return Change(stored, current, new=False)
-
-
-def write(store: EventStore, job_id: str, at: float = T0, *steps: NewEvent,
-          execution_id: str = "exec-1") -> Job:
-    """Record a job and, one commit per step, its later events; returns its row."""
-    change = first(job_id, at, execution_id)
-    store.commit([change])
-    job = change.job
-    for i, step in enumerate(steps, start=1):
-        change = then(job, at + i, step)
-        store.commit([change])
-        job = change.job
-    return job
-
-
-def lease_of(store: EventStore, job_id: str) -> tuple[str | None, float | None]:
-    with store.engine.connect() as conn:
-        row = conn.execute(
-            sa.select(jobs.c.lease_owner, jobs.c.lease_expires_at).where(jobs.c.job_id == job_id)
-        ).one()
-    return row[0], row[1]
-
-
-def types(history: list[Event]) -> list[str]:
-    return [e.type for e in history]
-
-
-def ids(found: list[Job]) -> list[str]:
-    return [j.job_id for j in found]
-
+from engine.store.sql import REVISIONS, worker_id
+from tests.store.builders import (
+    FINAL_STATES,
+    HANDED_ON,
+    LEASE,
+    LOST,
+    RETRYING,
+    SUCCESS,
+    T0,
+    acquired_event,
+    assert_leased,
+    first,
+    ids,
+    lease_of,
+    then,
+    types,
+    write,
+)
 
 # --- one transaction for the log and the projection -------------------------------------------
 
@@ -262,19 +181,20 @@ def test_a_commit_claims_the_next_due_machines_in_the_same_transaction(
     write(store, "job-y", T0 + 1)
     write(store, "job-z", T0 + 50)
     step = then(moving, T0 + 3, NewEvent("acknowledged"))  # due again at once (a decision)
-    claimed = store.commit([step], claim=(T0 + 5, 5, "w1", LEASE, []))
+    claimed = store.commit([step], claim=ClaimRequest(T0 + 5, 5, "w1", LEASE))
     assert claimed == [store.get("job-y"), step.job]  # the claim sees the batch's own writes
-    assert lease_of(store, "job-x") == ("w1", T0 + 5 + LEASE)
+    assert_leased(store, "job-x", "w1", T0 + 5)
     assert lease_of(store, "job-z") == (None, None)
     # Alone, the claim still passes over leases and the skip list.
-    assert store.commit([], claim=(T0 + 60, 5, "w2", LEASE, ["job-x"])) == [store.get("job-z")]
+    alone = ClaimRequest(T0 + 60, 5, "w2", LEASE, skip=["job-x"])
+    assert store.commit([], claim=alone) == [store.get("job-z")]
     assert store.commit([]) == []
 
 
 def test_a_conflicting_commit_claims_nothing(store: EventStore) -> None:
     write(store, "job-y", T0)
     with pytest.raises(ConcurrencyConflict):
-        store.commit([first("job-y", T0 + 1)], claim=(T0 + 5, 5, "w1", LEASE, []))
+        store.commit([first("job-y", T0 + 1)], claim=ClaimRequest(T0 + 5, 5, "w1", LEASE))
     assert lease_of(store, "job-y") == (None, None)
 
 
@@ -406,7 +326,7 @@ def test_claim_due_takes_due_rows_earliest_first_up_to_the_limit(store: EventSto
     assert store.claim_due(now, 5, "w3", LEASE) == []
     assert store.claim_due(T0 + 100, 0, "w3", LEASE) == []
     assert ids(store.claim_due(T0 + 100, 5, "w3", LEASE)) == ["job-late"]
-    assert lease_of(store, "job-a") == ("w1", now + LEASE)
+    assert_leased(store, "job-a", "w1", now)
     assert lease_of(store, "job-done") == (None, None)
 
 
@@ -426,7 +346,9 @@ def test_claim_due_passes_over_the_skip_list(store: EventStore) -> None:
         "job-1", "job-2", "job-3"]
 
 
-def test_a_lease_keeps_others_out_until_it_expires(store: EventStore) -> None:
+def test_on_sqlite_leases_run_on_the_callers_clock(sqlite_store: EventStore) -> None:
+    """One host, one clock: the `now` the caller passes (a fake clock in the engine's tests)."""
+    store = sqlite_store
     write(store, "job-a", T0)
     assert ids(store.claim_due(T0, 5, "w1", LEASE)) == ["job-a"]
     assert store.claim_due(T0 + LEASE - 1, 5, "w2", LEASE) == []
@@ -437,6 +359,9 @@ def test_a_lease_keeps_others_out_until_it_expires(store: EventStore) -> None:
     expired = T0 + 10 + LEASE + 0.5
     assert ids(store.claim_due(expired, 5, "w2", LEASE)) == ["job-a"]
     assert lease_of(store, "job-a") == ("w2", expired + LEASE)
+    assert store.renew(["job-a"], "w2", LEASE, now=expired + 30) == 1
+    assert lease_of(store, "job-a") == ("w2", expired + 30 + LEASE)
+    assert store.claim_due(expired + LEASE + 1, 5, "w1", LEASE) == []
 
 
 def test_committing_a_step_ends_the_lease(store: EventStore) -> None:
@@ -456,7 +381,7 @@ def test_release_frees_only_the_callers_leases(store: EventStore) -> None:
     store.release(["job-a", "job-b"], "w1")
     store.release([], "w1")
     assert lease_of(store, "job-a") == (None, None)
-    assert lease_of(store, "job-b") == ("w2", T0 + 1 + LEASE)
+    assert_leased(store, "job-b", "w2", T0 + 1)
 
 
 def test_concurrent_claimers_never_get_the_same_job(store_url: str) -> None:
@@ -485,15 +410,6 @@ def test_concurrent_claimers_never_get_the_same_job(store_url: str) -> None:
             opened.close()
 
 
-@pytest.fixture
-def pg_store(postgres_url: str) -> Iterator[EventStore]:
-    opened = open_store(postgres_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
 def test_claim_due_skips_rows_another_claim_has_locked(pg_store: EventStore) -> None:
     """PostgreSQL's SKIP LOCKED: a row mid-claim elsewhere is passed over, not waited for."""
     write(pg_store, "job-a", T0)
@@ -517,7 +433,8 @@ def test_earliest_due_ignores_leased_and_final_rows(store: EventStore) -> None:
     assert store.earliest_due(T0) == T0 + 5
     store.claim_due(T0 + 5, 1, "w1", LEASE)
     assert store.earliest_due(T0 + 6) == T0 + 20
-    assert store.earliest_due(T0 + 5 + LEASE + 1) == T0 + 5  # that lease has expired
+    if store.dialect == "sqlite":  # on the caller's clock (PostgreSQL: tests/store/test_sharing)
+        assert store.earliest_due(T0 + 5 + LEASE + 1) == T0 + 5  # that lease has expired
     assert ids(store.claim_due(T0 + 20, 5, "w1", LEASE)) == ["job-soon", "job-later"]
     assert store.earliest_due(T0 + 21) is None
 
@@ -699,7 +616,7 @@ def test_replace_projection_rewrites_rows_from_the_log_and_keeps_leases(
         write(store, f"job-{name}", T0, *steps)
     truth = {j.job_id: j for j in store.list_jobs()}
     store.claim_due(T0 + 100, 1, "w1", LEASE, skip=[i for i in truth if i != "job-new"])
-    assert lease_of(store, "job-new") == ("w1", T0 + 100 + LEASE)
+    assert_leased(store, "job-new", "w1", T0 + 100)
     # Damage the projection behind the log's back.
     with store.engine.begin() as conn:
         conn.execute(jobs.update().values(state="acquired", attempt=99, run={"wrong": True},
@@ -708,7 +625,7 @@ def test_replace_projection_rewrites_rows_from_the_log_and_keeps_leases(
     rebuilt = [j for j in (fold(h) for h in store.histories()) if j is not None]
     store.replace_projection(rebuilt)
     assert {j.job_id: j for j in store.list_jobs()} == truth
-    assert lease_of(store, "job-new") == ("w1", T0 + 100 + LEASE)
+    assert_leased(store, "job-new", "w1", T0 + 100)
     store.replace_projection([])
     assert {j.job_id: j for j in store.list_jobs()} == truth
 
@@ -803,3 +720,16 @@ def test_the_store_knows_the_newest_migration_without_reading_the_scripts(
     from engine.store.sql import HEAD_REVISION
 
     assert HEAD_REVISION == head_revision() == store.revision()
+
+
+def test_the_store_knows_every_migration() -> None:
+    config = Config()
+    config.set_main_option("script_location", str(files("engine.store") / "migrations"))
+    scripts = ScriptDirectory.from_config(config)
+    oldest_first = [s.revision for s in scripts.walk_revisions()][::-1]
+    assert list(REVISIONS) == oldest_first
+
+
+def test_every_field_of_a_job_is_a_column() -> None:
+    """A field without a column would be dropped silently when rows are written."""
+    assert {f.name for f in fields(Job)} <= set(jobs.c.keys())
