@@ -29,6 +29,11 @@ MOST_WAIT_LINES = 4
 """Once per episode: one line per loop that meets it (poller, scheduler, ...) and one when it
 ends, not one per round (a round every 0.1-0.5 s would make hundreds)."""
 
+LOCKED = r"\blocked\b|\bbusy\b"
+"""A log line about the lock (SQLite says "database is locked")."""
+FULL = r"disk is full|disk full|no space left"
+"""A log line about the full disk (SQLite says "database or disk is full")."""
+
 LOCKER = """
 import sqlite3, sys, time
 conn = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
@@ -87,7 +92,7 @@ def test_a_database_locked_for_thirty_seconds_is_waited_out(make_chaos: MakeChao
             time.sleep(0.2)
         figures.extra["lock_seconds"] = time.monotonic() - locked_at
         _finish(chaos, proc, figures, problems)
-        lines = _wait_lines(proc, r"lock|busy")
+        lines = _wait_lines(proc, LOCKED)
         figures.extra["wait_lines"] = lines
         if not 1 <= lines <= MOST_WAIT_LINES:
             problems.append(f"the worker logged {lines} lines about the lock; expected 1 to "
@@ -160,7 +165,7 @@ def test_a_full_filesystem_is_waited_out(make_chaos: MakeChaos,
         try:
             figures.extra["noticed_seconds"] = wait_for(
                 "the worker to meet the full disk",
-                lambda: _wait_lines(proc, r"full|disk|space") > 0, 30,
+                lambda: _wait_lines(proc, FULL) > 0, 30,
                 tick=lambda: _alive(chaos, proc), every=0.2)
         except AssertionError:
             figures.extra["noticed_seconds"] = "never"
@@ -172,7 +177,7 @@ def test_a_full_filesystem_is_waited_out(make_chaos: MakeChaos,
         filler.unlink()
         figures.extra["full_seconds"] = time.monotonic() - full_at
         _finish(chaos, proc, figures, problems)
-        lines = _wait_lines(proc, r"full|disk|space")
+        lines = _wait_lines(proc, FULL)
         figures.extra["wait_lines"] = lines
         if lines > MOST_WAIT_LINES:
             problems.append(f"the worker logged {lines} lines about the full disk; expected at "
