@@ -535,13 +535,17 @@ class Rhythm:
         return code
 
 
+class Timeout(AssertionError):
+    """wait_for's deadline passed (told apart from a failure raised by its `tick`)."""
+
+
 def wait_for(what: str, condition: Callable[[], bool], timeout: float,
              tick: Callable[[], None] | None = None, every: float = 0.05) -> float:
     """Poll `condition()` (running `tick` between looks) until true; returns the seconds taken."""
     started = time.monotonic()
     while not condition():
         if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+            raise Timeout(f"timed out after {timeout:g} s waiting for {what}")
         if tick is not None:
             tick()
         time.sleep(every)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from tests.chaos.conftest import MakeChaos
-from tests.chaos.kit import CONFIGURATION_ERROR, Chaos, Figures, Proc, wait_for
+from tests.chaos.kit import CONFIGURATION_ERROR, Chaos, Figures, Proc, Timeout, wait_for
 
 pytestmark = [pytest.mark.slow]
 
@@ -46,7 +46,7 @@ def test_jobs_that_break_intake_fail_alone(make_chaos: MakeChaos) -> None:
                      tick=lambda: _alive(chaos, proc), every=0.2)
             wait_for("every job to be final", chaos.all_final, 30,
                      tick=lambda: _alive(chaos, proc), every=0.2)
-        except AssertionError as error:
+        except Timeout as error:
             problems.append(str(error))
         redispatched = [j["id"] for j in chaos.codepipeline.jobs() if j["dispatchCount"] > 1]
         figures.extra["redispatched"] = len(redispatched)
