@@ -11,6 +11,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -18,6 +19,7 @@ from engine import defaults
 from engine.action import Action
 from engine.clock import Clock
 from engine.codepipeline import CodePipeline
+from engine.errors import StoreUnavailable
 from engine.intake import Intake
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,10 @@ class Poller:
         self.interval = self.min_interval
         self.rounds = 0
         self.last_round: PollRound | None = None
+        self._unrecorded: list[tuple[str, Action, list[dict[str, Any]]]] = []
+        """Batches polled but not recorded because the store was away: recorded first thing
+        next round, while their nonces are still good, instead of left for CodePipeline to
+        hand out again after its acknowledgement timeout."""
 
     def poll_once(self) -> PollRound:
         """One round over every action type, within the free capacity.
@@ -75,6 +81,11 @@ class Poller:
         found = new = errors = 0
         full = False
         try:
+            while self._unrecorded:
+                name, action, jobs = self._unrecorded[0]
+                new += self.intake.record(name, action, jobs)
+                found += len(jobs)
+                self._unrecorded.pop(0)
             for name, action in self.actions.items():
                 free = self.capacity()
                 if free <= 0:
@@ -98,7 +109,11 @@ class Poller:
                     # own capacity says "we are full", and polling again at once would only
                     # trickle jobs in one small transaction (and fsync) at a time.
                     full = full or (asked == MAX_BATCH and len(jobs) >= asked)
-                    new += self.intake.record(name, action, jobs)
+                    try:
+                        new += self.intake.record(name, action, jobs)
+                    except StoreUnavailable:
+                        self._unrecorded.append((name, action, jobs))
+                        raise
         finally:
             if found:
                 self.on_jobs()  # even when the store failed midway: earlier jobs are recorded

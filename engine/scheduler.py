@@ -159,7 +159,11 @@ class Scheduler:
         with self._lock:
             held = sorted(self._in_flight)
         if held:
-            self.store.renew(held, self.owner, self.lease_for)
+            kept = self.store.renew(held, self.owner, self.lease_for, now)
+            if kept < len(held):
+                log.warning("%d of %d lease(s) had run out and been taken by another worker; "
+                            "their outcomes here will lose the race to that worker's",
+                            len(held) - kept, len(held))
         self._last_renewal = now
 
     def _commit(
@@ -232,6 +236,9 @@ class Scheduler:
         timeout = max_wait
         if due is not None:
             timeout = min(timeout, max(0.0, due - self.clock.now()))
+        if self.in_flight:  # wake up to renew the leases of what waits in the effect queue
+            timeout = min(timeout, max(0.0, self._last_renewal + self.renew_every
+                                       - self.clock.now()))
         if timeout > 0:
             self.clock.wait(self.wake, timeout)
         self.wake.clear()
