@@ -111,6 +111,30 @@ def _store(ctx: click.Context) -> Any:
     return open_store(ctx.obj["db"], synchronous=ctx.obj["synchronous"])
 
 
+def _store_for_run(ctx: click.Context) -> Any:
+    """The store for `run`: a database that is away at start (PostgreSQL restarting, a file
+    locked) is waited for with backoff, as it would be while running; a refusal is final."""
+    import time
+
+    from engine.errors import StoreUnavailable
+
+    delay, since = 0.5, time.monotonic()
+    while True:
+        try:
+            store = _store(ctx)
+        except StoreUnavailable as error:
+            if delay == 0.5:
+                logging.getLogger("cpworker").warning(
+                    "the state database is not available yet (%s); waiting for it", error)
+            time.sleep(delay)
+            delay = min(10.0, delay * 2)
+            continue
+        if delay > 0.5:
+            logging.getLogger("cpworker").warning(
+                "the state database is available after %.1f s", time.monotonic() - since)
+        return store
+
+
 # --- run ----------------------------------------------------------------------------------------
 
 
@@ -190,7 +214,7 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
         progress_interval=progress_interval, submit_window=submit_window, lease=lease,
         job_timeout=job_timeout, query=query,
     )
-    worker = Worker(_store(ctx), CodePipeline(client), actions, settings)
+    worker = Worker(_store_for_run(ctx), CodePipeline(client), actions, settings)
     logs.scrub_with(worker.vault)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:

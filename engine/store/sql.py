@@ -47,6 +47,9 @@ _JOB_FIELDS = [f.name for f in fields(Job) if f.name in jobs.c]
 """Job's fields that are columns. A column Job does not have yet keeps its server default;
 a test checks that no field of Job is missing from the table."""
 
+PG_CONNECT_TIMEOUT = 10
+"""Seconds to establish a PostgreSQL connection (libpq's connect_timeout)."""
+
 _DB_NOW = sa.cast(sa.extract("epoch", sa.func.clock_timestamp()), UTCTime)
 """PostgreSQL's own clock, in the columns' unit. clock_timestamp, not now(): now() is the
 start of the transaction, which may have waited for a lock."""
@@ -608,7 +611,11 @@ def open_store(url: str, *, synchronous: str = "FULL", migrate: bool = True) -> 
         # Pre-ping on PostgreSQL: after a server restart every pooled connection is dead, and
         # without it each would fail one transaction before the pool let it go.
         postgres = sa.make_url(url).get_backend_name() == "postgresql"
-        engine = sa.create_engine(url, future=True, pool_pre_ping=postgres)
+        # A host that drops packets must fail a connection in seconds (a StoreUnavailable the
+        # worker backs off from), not after the operating system's TCP timeout of minutes.
+        connect_args = {"connect_timeout": PG_CONNECT_TIMEOUT} if postgres else {}
+        engine = sa.create_engine(url, future=True, pool_pre_ping=postgres,
+                                  connect_args=connect_args)
     except (sa.exc.ArgumentError, ImportError) as error:
         raise ConfigurationProblem(
             f"cannot open database {url!r}: {error}",
