@@ -43,6 +43,10 @@ def key_data(event: Event) -> str:
             parts.append(f"{name}={data[name]}")
     if "due_at" in data:
         parts.append(f"next={iso(float(data['due_at']))}")
+    if data.get("armed_until") is not None:
+        parts.append(f"calls until {iso(float(data['armed_until']))}")
+    if data.get("holder"):
+        parts.append(f"waiting out {data['holder']}")
     if event.type == "acquired":
         pipeline = data.get("pipeline") or {}
         if isinstance(pipeline, Mapping) and pipeline.get("pipeline_name"):
