@@ -114,6 +114,7 @@ def steady_run(tmp: Path, seconds: float, every: float, rate: float = 1.0,
                     samples.append((now - began, rss_mb(worker.pid)))
                     next_sample += every
                 time.sleep(0.05)
+            samples.append((time.monotonic() - began, rss_mb(worker.pid)))  # at the very end
         finally:
             if worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)
