@@ -214,6 +214,17 @@ class Action(ABC):
     def check(self, job: JobContext) -> ActionOutcome:
         """Look at the external run and say how it is going."""
 
+    def find(self, job: JobContext) -> ActionOutcome | None:
+        """The run an earlier submit() of this execution started, without starting one.
+
+        Called for a resumed submission while another worker's call may still land: an outcome
+        (InProgress with the run's ids, Done, Failed) ends the wait at once; None means "not
+        found, or cannot tell yet", and the engine waits until that call can no longer land
+        before submit() is called (which must look again). It must change nothing outside.
+        The default finds nothing: the engine always waits.
+        """
+        return None
+
     def cancel(self, job: JobContext) -> Cancelled:
         """Stop the external run because nobody wants its result any more."""
         return Cancelled(True, "this action has nothing to cancel")

@@ -129,6 +129,12 @@ def decide(
         if isinstance(outcome, Rejected):
             return [NewEvent("job_rejected", {"reason": outcome.reason})]
     elif state is JobState.AWAITING_CONTINUATION and isinstance(outcome, Expired):
+        if not outcome.polled:
+            return [NewEvent("continuation_postponed", {
+                "reason": "CodePipeline could not be polled since the continuation job was due; "
+                "it may be waiting there, so the execution is not given up yet",
+                "due_at": now + min(policy.check_interval, policy.continuation_timeout),
+            })]
         return [NewEvent("continuation_missing", {
             "reason": "CodePipeline sent no continuation job within "
             f"{_duration(policy.continuation_timeout)}; the execution is given up",
@@ -184,11 +190,13 @@ def submit_gate(job: Job, now: float, policy: Policy, worker: str) -> Deferred |
         job.updated_at + policy.submit_window)
     settled = opened + policy.submit_grace
     if job.intent_by != worker and now < settled:
+        closes = (f"its call window closed {now - opened:.1f} s ago" if now >= opened
+                  else f"its call window closes in {opened - now:.1f} s")
         return Deferred(
-            f"worker {job.intent_by or '?'} may have a submission in flight until "
-            f"{settled - now:.1f} s from now (its call window closed "
-            f"{max(0.0, now - opened):.1f} s ago, plus the action's grace of "
-            f"{policy.submit_grace:g} s); waiting before looking for it", until=settled)
+            f"worker {job.intent_by or '?'} may have a submission in flight for "
+            f"{settled - now:.1f} s more ({closes}, and a call lands within the action's grace "
+            f"of {policy.submit_grace:g} s); unless the run is found now, waiting before "
+            "submitting", until=settled)
     if job.intent_by == worker:
         return Deferred("the call window passed before the submission could start; "
                         "opening a new one")

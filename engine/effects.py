@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -23,9 +24,12 @@ from engine.jobdata import configuration_of, credentials_of
 from engine.machine import Effect, JobState
 from engine.outcomes import (
     Cancelled,
+    Deferred,
+    Done,
     Expired,
     Failed,
     FailureType,
+    InProgress,
     Outcome,
     Refused,
     RetryLater,
@@ -48,6 +52,7 @@ class Effects:
         clock: Clock,
         worker: str,
         started_at: float,
+        polled_since: Callable[[str, float], bool] | None = None,
     ) -> None:
         self.codepipeline = codepipeline
         self.actions = actions
@@ -55,6 +60,8 @@ class Effects:
         self.clock = clock
         self.worker = worker
         self.started_at = started_at
+        self.polled_since = polled_since or (lambda _action, _since: True)
+        """Whether CodePipeline was polled successfully for an action since a moment."""
         self._called: OrderedDict[tuple[str, int], None] = OrderedDict()
         """Submissions this process called at (job, seq): met again, the job is resumed (its
         outcome was never recorded). Bounded: only the last few thousand matter."""
@@ -75,6 +82,30 @@ class Effects:
             return outcome
         return self._scrubbed(job, outcome)
 
+    def can_find(self, action_name: str) -> bool:
+        """Whether the action can look for an earlier submission (overrides Action.find)."""
+        action = self.actions.get(action_name)
+        return action is not None and type(action).find is not Action.find
+
+    def find(self, job: Job, waiting: Deferred) -> Outcome:
+        """Look for the run an earlier holder's submission started (Action.find), while its
+        call may still land: found, the wait is over; not found, the wait goes on."""
+        action = self.actions.get(job.action)
+        if action is None:
+            return waiting
+        try:
+            context = self._context(job, action)
+            if not isinstance(context, JobContext):
+                return waiting
+            found = action.find(replace(context, resumed=True, deadline=None))
+        except Exception as error:  # a failed look is no answer: keep waiting
+            log.info("job %s: looking for the earlier submission failed: %s", job.job_id,
+                     self.vault.scrub(f"{type(error).__name__}: {error}", job.job_id))
+            return waiting
+        if isinstance(found, (InProgress, Done, Failed)):
+            return self._scrubbed(job, found)
+        return waiting
+
     def _scrubbed(self, job: Job, outcome: Outcome) -> Outcome:
         """The one gate: whatever an action returns, its texts lose the job's secrets here,
         before they become an event, a log line or a CodePipeline message."""
@@ -85,7 +116,8 @@ class Effects:
         if effect is Effect.ACKNOWLEDGE:
             return cp.acknowledge(job.job_id, job.nonce)
         if effect is Effect.EXPIRE:
-            return Expired()
+            due = job.next_due_at if job.next_due_at is not None else job.updated_at
+            return Expired(polled=self.polled_since(job.action, due))
         maybe_landed = job.attempt > 0 or job.updated_at < self.started_at
         pending = job.pending or {}
         if effect is Effect.REPORT_PROGRESS:

@@ -81,6 +81,7 @@ TRANSITIONS: list[tuple[str, list[JobState] | JobState, JobState | None]] = [
     ("progress_changed", S.RUNNING, S.HANDING_ON),
     ("continuation_reported", S.HANDING_ON, S.AWAITING_CONTINUATION),
     ("continuation_joined", [S.HANDING_ON, S.AWAITING_CONTINUATION], S.HANDED_ON),
+    ("continuation_postponed", S.AWAITING_CONTINUATION, None),
     ("continuation_missing", S.AWAITING_CONTINUATION, S.CANCELLING),
     ("run_succeeded", [S.SUBMITTED, S.RUNNING], S.REPORTING_SUCCESS),
     ("run_failed", [S.ACKNOWLEDGED, S.SUBMITTED, S.RUNNING], S.REPORTING_FAILURE),

@@ -152,7 +152,14 @@ class Deferred:
 
 @dataclass(frozen=True)
 class Expired:
-    """A timer with no I/O went off (a continuation that never came)."""
+    """A timer with no I/O went off (a continuation that never came).
+
+    `polled`: CodePipeline was polled successfully for the job's action type since the timer
+    was due, so a continuation job waiting there would have been taken. While polling fails
+    (CodePipeline unreachable), a missing continuation proves nothing.
+    """
+
+    polled: bool = True
 
 
 Outcome = (

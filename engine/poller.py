@@ -64,6 +64,8 @@ class Poller:
         self.interval = self.min_interval
         self.rounds = 0
         self.last_round: PollRound | None = None
+        self.last_success: dict[str, float] = {}
+        """When each action type was last polled and its jobs recorded (clock time)."""
         self._unrecorded: list[tuple[str, Action, list[dict[str, Any]]]] = []
         """Batches polled but not recorded because the store was away: recorded first thing
         next round, while their nonces are still good, instead of left for CodePipeline to
@@ -92,6 +94,7 @@ class Poller:
                     break
                 type_id = action.definition().type_id
                 asked = min(free, MAX_BATCH)
+                asked_at = self.clock.now()
                 try:
                     jobs = self.codepipeline.poll(type_id.to_api(), asked, self.query.get(name))
                 except (ClientError, BotoCoreError) as error:
@@ -114,12 +117,17 @@ class Poller:
                     except StoreUnavailable:
                         self._unrecorded.append((name, action, jobs))
                         raise
+                self.last_success[name] = asked_at
         finally:
             if found:
                 self.on_jobs()  # even when the store failed midway: earlier jobs are recorded
         self.rounds += 1
         self.last_round = PollRound(found, new, errors, full)
         return self.last_round
+
+    def polled_since(self, action_name: str, moment: float) -> bool:
+        """Whether a poll for the action, asked at or after `moment`, succeeded."""
+        return self.last_success.get(action_name, float("-inf")) >= moment
 
     def next_interval(self, last: PollRound) -> float:
         """At once after a full batch (a backlog), quick while jobs arrive, doubling with jitter up

@@ -27,7 +27,7 @@ from engine.decide import NoDecision, Policy, step, submit_gate
 from engine.effects import Effects
 from engine.errors import ConcurrencyConflict, CpworkerError
 from engine.machine import Effect, effect_of
-from engine.outcomes import Outcome, RetryLater
+from engine.outcomes import Deferred, Outcome, RetryLater
 from engine.projection import Event, Job
 from engine.store import Change, EventStore
 from engine.store.sql import ClaimRequest
@@ -138,6 +138,11 @@ class Scheduler:
             if effect is Effect.SUBMIT:
                 deferred = submit_gate(job, self.clock.now(), self.policy_for(job.action),
                                        self.owner)
+                if deferred is not None and deferred.until is not None \
+                        and self.effects.can_find(job.action):
+                    self._start(job, effect, waiting=deferred)  # look, read-only, then wait
+                    stats.started += 1
+                    continue
                 if deferred is not None:
                     self._decided(job, deferred)
                     continue
@@ -204,18 +209,22 @@ class Scheduler:
                 self.on_event(change.job, list(change.events))
         return len(written), claimed
 
-    def _start(self, job: Job, effect: Effect) -> None:
+    def _start(self, job: Job, effect: Effect, waiting: Deferred | None = None) -> None:
         with self._lock:
             self._in_flight.add(job.job_id)
             self._running += 1
 
         def work() -> None:
             crashpoints.reached(f"before:{effect.value}")
-            # An effect carries its deadline: a submission that waited in the queue past its
-            # call window does not call out (the window is what other workers wait out).
-            late = submit_gate(job, self.clock.now(), self.policy_for(job.action), self.owner) \
-                if effect is Effect.SUBMIT else None
-            outcome = late if late is not None else self.effects.run(job, effect)  # never raises
+            outcome: Outcome
+            if waiting is not None:
+                outcome = self.effects.find(job, waiting)  # never raises
+            else:
+                # An effect carries its deadline: a submission that waited in the queue past
+                # its call window does not call out (the window is what others wait out).
+                late = submit_gate(job, self.clock.now(), self.policy_for(job.action),
+                                   self.owner) if effect is Effect.SUBMIT else None
+                outcome = late if late is not None else self.effects.run(job, effect)
             crashpoints.reached(f"after:{effect.value}")
             self._done.put((job, outcome))
             with self._lock:

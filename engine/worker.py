@@ -139,7 +139,9 @@ class Worker:
             submit_window=self.settings.submit_window, job_timeout=self.settings.job_timeout,
         )
         self.effects = Effects(codepipeline, self.actions, self.vault, self.clock, self.owner,
-                               self.clock.now())
+                               self.clock.now(),
+                               polled_since=lambda name, since: self.poller.polled_since(name,
+                                                                                        since))
         self.scheduler = Scheduler(
             store, self.effects, self.clock, self.policy_for, self.owner,
             pool_size=self.settings.effect_threads, lease_for=self.settings.lease,

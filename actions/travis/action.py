@@ -231,6 +231,18 @@ class TravisAction(Action):
             return target
         return _scrubbed(self._check(job, target), target.endpoint.token)
 
+    def find(self, job: JobContext) -> ActionOutcome | None:
+        """The request an earlier submit of this execution made, found by its marker; None
+        while none shows (a POST may still be landing, or a pending request hides its
+        message): the engine then waits out the earlier call before submit() looks again."""
+        target = Target.parse(job.configuration)
+        if isinstance(target, Failed):
+            return target
+        found = self._find_earlier(job, target)
+        if found is None or isinstance(found, RetryLater):
+            return None
+        return _scrubbed(found, target.endpoint.token)
+
     def cancel(self, job: JobContext) -> Cancelled:
         target = Target.parse(job.configuration)
         if isinstance(target, Failed):

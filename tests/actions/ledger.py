@@ -44,6 +44,15 @@ class LedgerAction(Action):
                 _write(run_file, run)
         return InProgress(RunDetails(run["run_id"], "running", 0), {"run_id": run["run_id"]})
 
+    def find(self, job: JobContext) -> ActionOutcome | None:
+        """The run an earlier submit started, if its log line or file shows it."""
+        ledger = Path(job.configuration["Ledger"])
+        with _locked(ledger):
+            run = _earlier_run(ledger, job.execution_id)
+        if run is None:
+            return None
+        return InProgress(RunDetails(run["run_id"], "running", 0), {"run_id": run["run_id"]})
+
     def check(self, job: JobContext) -> ActionOutcome:
         ledger = Path(job.configuration["Ledger"])
         steps = int(job.configuration.get("Steps") or "2")
@@ -115,6 +124,13 @@ class LateLedgerAction(LedgerAction):
                        {"execution": job.execution_id, "run_id": run["run_id"],
                         "job": job.job_id, "at": job.clock.now()})
         return InProgress(RunDetails(run["run_id"], "queued", 0), {"run_id": run["run_id"]})
+
+    def find(self, job: JobContext) -> ActionOutcome | None:
+        """Only requests that have landed show: one still in flight is not found (yet)."""
+        ledger = Path(job.configuration["Ledger"])
+        with _locked(ledger):
+            land_due(ledger, job.clock.now(), self.lands_after)
+        return super().find(job)
 
     def check(self, job: JobContext) -> ActionOutcome:
         ledger = Path(job.configuration["Ledger"])

@@ -214,6 +214,15 @@ def test_failures_nobody_expected_still_end_after_the_attempts() -> None:
     assert types(events) == ["gave_up"] and after.state is JobState.ABANDONED
 
 
+def test_a_continuation_is_not_given_up_while_codepipeline_cannot_be_polled() -> None:
+    waiting = job(JobState.AWAITING_CONTINUATION, next_due_at=NOW)
+    events, after = step(waiting, Expired(polled=False), NOW, POLICY)
+    assert types(events) == ["continuation_postponed"]
+    assert after.state is JobState.AWAITING_CONTINUATION and after.next_due_at == NOW + 30
+    events, after = step(after, Expired(polled=True), NOW + 30, POLICY)
+    assert types(events) == ["continuation_missing"] and after.state is JobState.CANCELLING
+
+
 # --- the submission's call window ---------------------------------------------------------------
 
 WINDOWED = replace(POLICY, submit_window=10.0, submit_grace=25.0)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from engine.action import JobContext
+from engine.action import Action, JobContext
 from engine.clock import FakeClock
 from engine.effects import Effects
 from engine.machine import Effect, JobState
-from engine.outcomes import ActionOutcome, InProgress, RetryLater
+from engine.outcomes import ActionOutcome, Deferred, InProgress, RetryLater, RunDetails
 from engine.projection import Job
 from engine.secrets import SecretVault
 from tests.actions.ledger import LedgerAction
@@ -83,3 +83,46 @@ def test_an_action_that_raises_is_not_transient_and_leaks_nothing() -> None:
     outcome = effects(action, clock, outcome="raise").run(submitted("worker-b"), Effect.SUBMIT)
     assert isinstance(outcome, RetryLater) and not outcome.transient
     assert "ledger-secret-x" not in outcome.reason and "RuntimeError" in outcome.reason
+
+
+class FindingLedger(RemoteLedger):
+    def __init__(self, found: ActionOutcome | None) -> None:
+        super().__init__()
+        self.found = found
+        self.looked: list[JobContext] = []
+
+    def find(self, job: JobContext) -> ActionOutcome | None:
+        self.looked.append(job)
+        return self.found
+
+
+def test_a_waiting_submission_ends_its_wait_when_the_earlier_run_is_found() -> None:
+    clock = FakeClock(NOW)
+    waiting = Deferred("worker-a may have a call in flight", until=NOW + 30)
+    found = InProgress(RunDetails("run-1", "running ledger-secret-x"), {"run_id": "run-1"})
+    action = FindingLedger(found)
+    runner = effects(action, clock)
+    assert runner.can_find("ledger")
+    outcome = runner.find(submitted("worker-a", armings=1), waiting)
+    assert isinstance(outcome, InProgress) and outcome.data == {"run_id": "run-1"}
+    assert outcome.details is not None and "ledger-secret-x" not in str(outcome.details.summary)
+    assert action.seen == []  # submit() was never called
+    assert [c.resumed for c in action.looked] == [True]
+
+
+def test_a_waiting_submission_that_finds_nothing_keeps_waiting() -> None:
+    clock = FakeClock(NOW)
+    waiting = Deferred("worker-a may have a call in flight", until=NOW + 30)
+    for found in (None, RetryLater("pending: cannot tell yet")):
+        action = FindingLedger(found)
+        assert effects(action, clock).find(submitted("worker-a"), waiting) is waiting
+        assert action.seen == []
+
+
+class BlindAction(RemoteLedger):
+    find = Action.find  # an action that cannot look for earlier work
+
+
+def test_an_action_without_find_is_not_asked() -> None:
+    assert not effects(BlindAction(), FakeClock(NOW)).can_find("ledger")
+    assert effects(RemoteLedger(), FakeClock(NOW)).can_find("ledger")  # the ledger can

@@ -49,6 +49,7 @@ LEGAL: dict[tuple[JobState, str], JobState] = {
     (S.HANDING_ON, "job_rejected"): S.CANCELLING,
     (S.HANDING_ON, "gave_up"): S.ABANDONED,
     (S.AWAITING_CONTINUATION, "continuation_joined"): S.HANDED_ON,
+    (S.AWAITING_CONTINUATION, "continuation_postponed"): S.AWAITING_CONTINUATION,
     (S.AWAITING_CONTINUATION, "continuation_missing"): S.CANCELLING,
     (S.REPORTING_SUCCESS, "result_reported"): S.SUCCEEDED,
     (S.REPORTING_SUCCESS, "job_rejected"): S.ABANDONED,

@@ -63,6 +63,22 @@ def test_a_post_that_could_land_after_the_calls_deadline_is_not_sent(
     assert isinstance(in_time, InProgress) and len(travis.requests(SLUG)) == 1
 
 
+def test_find_shows_an_earlier_request_and_never_sends_one(
+    action: TravisAction, travis: TravisEmulator, clock: FakeClock, wire: Wire
+) -> None:
+    job = Job(clock)
+    assert action.find(job.context(resumed=True)) is None  # nothing sent yet: nothing found
+    first = job.submit(action)
+    assert isinstance(first, InProgress)
+    # Pending: Travis hides the message, so the request cannot be told apart yet.
+    assert action.find(Job(clock).context(resumed=True)) is None
+    clock.advance(3.0)
+    found = action.find(Job(clock).context(resumed=True))
+    assert isinstance(found, InProgress)
+    assert found.data["request_id"] == first.data["request_id"]
+    assert len(wire.calls("POST")) == 1
+
+
 def test_someone_elses_requests_do_not_stop_a_resumed_submit(
     action: TravisAction, travis: TravisEmulator, clock: FakeClock
 ) -> None:
