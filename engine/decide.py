@@ -173,7 +173,12 @@ def step(
             return events, current
 
 
-def submit_gate(job: Job, now: float, policy: Policy, worker: str) -> Deferred | None:
+UNKNOWN_HOLDER = "?"
+"""submit_gate's `held_by` when the caller cannot tell who held the job before its claim."""
+
+
+def submit_gate(job: Job, now: float, policy: Policy, worker: str,
+                held_by: str | None = UNKNOWN_HOLDER) -> Deferred | None:
     """May this worker call the action's submit() for `job` now? None: yes.
 
     Exactly-once rests on one rule: a submission's call starts only inside a call window that
@@ -181,11 +186,20 @@ def submit_gate(job: Job, now: float, policy: Policy, worker: str) -> Deferred |
     worker made lands by `armed_until + submit_grace`, which every other worker can read. A
     worker that did not open the window waits until then and opens one of its own; it never
     measures from its own start, so a worker restarting every few seconds still gets there.
+
+    `held_by` is the job's lease owner just before this worker claimed it. None means nobody
+    claimed the job since its last event was committed: every call made for it has returned
+    (its outcome is that event) or never started, so nothing is in flight and there is nothing
+    to wait out, whoever opened the window.
     """
     if job.state is not JobState.SUBMITTED:
         return None
     if job.intent_by == worker and job.armed_until is not None and now <= job.armed_until:
         return None
+    if held_by is None and job.intent_by != worker:
+        return Deferred(f"no worker has held the job since its last recorded step (worker "
+                        f"{job.intent_by or '?'}'s), so none of its calls can be in flight; "
+                        "opening a call window to look for the run, then submit if absent")
     opened = job.armed_until if job.armed_until is not None else (
         job.updated_at + policy.submit_window)
     settled = opened + policy.submit_grace

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from engine import crashpoints
 from engine.clock import Clock
-from engine.decide import NoDecision, Policy, step, submit_gate
+from engine.decide import UNKNOWN_HOLDER, NoDecision, Policy, step, submit_gate
 from engine.effects import Effects
 from engine.errors import ConcurrencyConflict, CpworkerError
 from engine.machine import Effect, effect_of
@@ -113,9 +113,10 @@ class Scheduler:
         room = self.pool_size * self.claim_depth - len(busy)
         try:
             self._renew()
+            holders: dict[str, str | None] = {}
             if claim and room > 0:
                 request = ClaimRequest(self.clock.now(), room, self.owner, self.lease_for, busy,
-                                       self.actions)
+                                       self.actions, holders)
             stats.committed, claimed = self._commit(outcomes, request)
         except BaseException:
             self._unsaved = outcomes + self._unsaved
@@ -137,7 +138,7 @@ class Scheduler:
                 continue
             if effect is Effect.SUBMIT:
                 deferred = submit_gate(job, self.clock.now(), self.policy_for(job.action),
-                                       self.owner)
+                                       self.owner, holders.get(job.job_id, UNKNOWN_HOLDER))
                 if deferred is not None and deferred.until is not None \
                         and self.effects.can_find(job.action):
                     self._start(job, effect, waiting=deferred)  # look, read-only, then wait
@@ -199,9 +200,7 @@ class Scheduler:
                 log.warning("job %s: another writer moved it first; this outcome is dropped",
                             change.job.job_id)
             written = [c for c in changes if c not in lost]
-            claimed = self.store.claim_due(
-                claim.now, claim.limit, claim.owner, claim.lease_for, claim.skip, claim.actions,
-            ) if claim is not None else []
+            claimed = self.store.commit([], claim) if claim is not None else []
         if written:
             crashpoints.reached("after_commit")
         if self.on_event is not None:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from importlib.resources import files
 from typing import Any
 
@@ -69,6 +69,10 @@ class ClaimRequest:
     lease_for: float
     skip: Sequence[str] = ()
     actions: Sequence[str] | None = None
+    holders: dict[str, str | None] | None = field(default=None, compare=False)
+    """When given, filled with each claimed job's lease owner just before this claim (None:
+    nobody held it, so nobody has claimed the job since its last event was committed, which is
+    what tells a resuming worker that no call of the job can be in flight)."""
 
 
 Claim = ClaimRequest
@@ -272,7 +276,7 @@ class EventStore:
             return []
         lease_now = self._lease_now(request.now)
         query = (
-            sa.select(jobs.c.job_id, jobs.c.last_seq)
+            sa.select(jobs.c.job_id, jobs.c.last_seq, jobs.c.lease_owner)
             .where(jobs.c.next_due_at <= request.now)
             .where(sa.or_(
                 jobs.c.lease_owner.is_(None),
@@ -288,9 +292,12 @@ class EventStore:
             query = query.where(jobs.c.job_id.not_in(list(request.skip)))
         if self.dialect == "postgresql":
             query = query.with_for_update(skip_locked=True)
-        due = conn.execute(query).all()
-        if not due:
+        rows = conn.execute(query).all()
+        if not rows:
             return []
+        if request.holders is not None:
+            request.holders.update({job_id: owner for job_id, _, owner in rows})
+        due = [(job_id, seq) for job_id, seq, _ in rows]
         ids = [job_id for job_id, _ in due]
         conn.execute(
             jobs.update().where(jobs.c.job_id.in_(ids))
@@ -349,7 +356,10 @@ class EventStore:
         return _DB_NOW if self.dialect == "postgresql" else now
 
     def release_dead_leases(self) -> int:
-        """Free leases whose holder died on this host (a kill -9), so resume starts at once."""
+        """Free leases whose holder died on this host (a kill -9), so resume starts at once.
+
+        The lease is expired, not cleared: its owner stays on the row, so whoever claims the
+        job next knows that a worker held it, and may have had a call in flight."""
         with self._read() as conn:
             owners = conn.execute(
                 sa.select(jobs.c.lease_owner).where(jobs.c.lease_owner.is_not(None)).distinct()
@@ -360,7 +370,8 @@ class EventStore:
         with self._begin() as conn:
             result = conn.execute(
                 jobs.update().where(jobs.c.lease_owner.in_(dead))
-                .values(lease_owner=None, lease_expires_at=None)
+                .where(sa.or_(jobs.c.lease_expires_at.is_(None), jobs.c.lease_expires_at > 0.0))
+                .values(lease_expires_at=0.0)
             )
         return int(result.rowcount or 0)
 

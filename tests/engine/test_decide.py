@@ -278,6 +278,22 @@ def test_a_crash_loop_does_not_push_the_wait_back() -> None:
     assert called_at <= NOW + 35 + 2, f"worker {n} called only at +{called_at - NOW:.1f} s"
 
 
+def test_a_job_nobody_held_since_its_last_step_has_nothing_in_flight() -> None:
+    """Its lease was free at the claim: no worker claimed it after the last event, so every
+    call made for it returned or never started: no wait, whoever opened the window."""
+    _, intended = step(job(JobState.ACKNOWLEDGED), None, NOW, WINDOWED, "worker-a")
+    _, retrying = step(intended, RetryLater("HTTP 429", after=60.0), NOW + 1, WINDOWED,
+                       "worker-a")
+    assert retrying.next_due_at == NOW + 61 and retrying.intent_by == "worker-a"
+    # worker-a died before its retry was due; worker-b claims the job at the due time.
+    unknown = submit_gate(retrying, NOW + 61, WINDOWED, "worker-b")
+    assert isinstance(unknown, Deferred) and unknown.until == NOW + 61 + 10 + 25
+    free = submit_gate(retrying, NOW + 61, WINDOWED, "worker-b", held_by=None)
+    assert isinstance(free, Deferred) and free.until is None  # open a window and go
+    held = submit_gate(retrying, NOW + 61, WINDOWED, "worker-b", held_by="worker-a")
+    assert isinstance(held, Deferred) and held.until == NOW + 61 + 10 + 25
+
+
 def test_a_submit_that_failed_retries_in_a_window_of_its_own() -> None:
     _, intended = step(job(JobState.ACKNOWLEDGED), None, NOW, WINDOWED, "worker-a")
     _, retrying = step(intended, RetryLater("HTTP 503"), NOW + 1, WINDOWED, "worker-a")

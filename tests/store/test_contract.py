@@ -446,6 +446,16 @@ def _reaped() -> int:
     return child.pid
 
 
+def test_a_claim_tells_who_held_each_job_before_it(store: EventStore) -> None:
+    write(store, "job-fresh", T0)
+    write(store, "job-held", T0)
+    assert ids(store.claim_due(T0, 1, "w-old", -1.0, skip=["job-fresh"])) == ["job-held"]  # run out
+    holders: dict[str, str | None] = {}
+    claim = ClaimRequest(T0 + 5, 5, "w-new", LEASE, holders=holders)
+    assert sorted(ids(store.commit([], claim))) == ["job-fresh", "job-held"]
+    assert holders == {"job-fresh": None, "job-held": "w-old"}
+
+
 def test_release_dead_leases_frees_only_leases_whose_holder_died_here(store: EventStore) -> None:
     host = socket.gethostname()
     dead_pid = _reaped()
@@ -462,12 +472,17 @@ def test_release_dead_leases_frees_only_leases_whose_holder_died_here(store: Eve
             write(store, job_id, T0 + i)
             assert ids(store.claim_due(T0 + i, 1, owner, LEASE)) == [job_id]
         assert store.release_dead_leases() == 1
-        assert lease_of(store, "job-dead") == (None, None)
+        # Expired, not cleared: the next holder learns that a worker held it (and may have had
+        # a call in flight when it died).
+        assert lease_of(store, "job-dead") == (owners["job-dead"], 0.0)
+        assert store.release_dead_leases() == 0
         for job_id, owner in owners.items():
             if job_id != "job-dead":
                 assert lease_of(store, job_id)[0] == owner
-        assert ids(store.claim_due(T0 + 10, 5, "w-new", LEASE)) == ["job-dead"]
-        assert store.release_dead_leases() == 0
+        holders: dict[str, str | None] = {}
+        claim = ClaimRequest(T0 + 10, 5, "w-new", LEASE, holders=holders)
+        assert ids(store.commit([], claim)) == ["job-dead"]
+        assert holders == {"job-dead": owners["job-dead"]}
     finally:
         sleeper.kill()
         sleeper.wait()
