@@ -26,8 +26,12 @@ _REPO_KEYS = {
     "active",
     "request_limit",
     "build_delay",
+    "unknown_sha",
 }
-_SETTINGS_KEYS = {"active", "request_limit", "build_delay"}
+_SETTINGS_KEYS = {"active", "request_limit", "build_delay", "unknown_sha"}
+_PUSH_KEYS = {"branch", "sha", "message"}
+_BEHAVIOUR_KEYS = {"cancel_delay", "processed_message", "wrong_token", "ban_posts",
+                   "ban_window", "ban_time", "throttle_limit"}
 _TOKEN_KEYS = {"token", "read_only"}
 _SCHEDULE_KEYS = {"branch", "start_after", "finish_after", "result", "reject", "intermediate"}
 _EXTRA_FAULT_KEYS = {"retry_after", "errors_after_create"}
@@ -66,6 +70,12 @@ def _route(emulator: TravisEmulator, request: Request, path: str) -> Response:
         return Response.json(200, {"requests": emulator.requests(request.param("repo"))})
     if (method, path) == ("GET", "/builds"):
         return Response.json(200, {"builds": emulator.builds(request.param("repo"))})
+    if (method, path) == ("GET", "/bans"):
+        return Response.json(200, {"bans": emulator.bans()})
+    if path == "/behaviour" and method in ("GET", "POST"):
+        if method == "POST":
+            _configure_behaviour(emulator, _body(request))
+        return Response.json(200, emulator.behaviour())
     if (method, path) == ("GET", "/calls"):
         return Response.json(
             200, {"calls": emulator.call_counts(), "faults": emulator.faults.counts()})
@@ -92,6 +102,7 @@ def _add_repository(emulator: TravisEmulator, body: Mapping[str, Any]) -> dict[s
         active=_get(body, "active", bool, default=True),
         request_limit=_get(body, "request_limit", int),
         build_delay=_number(body, "build_delay"),
+        unknown_sha=_get(body, "unknown_sha", str) or "accept",
     )
 
 
@@ -126,14 +137,36 @@ def _update_settings(emulator: TravisEmulator, slug: str, body: Mapping[str, Any
         active=_get(body, "active", bool),
         request_limit=_get(body, "request_limit", int),
         build_delay=_number(body, "build_delay"),
+        unknown_sha=_get(body, "unknown_sha", str),
     )
     return Response.json(200, record)
+
+
+def _push(emulator: TravisEmulator, slug: str, body: Mapping[str, Any]) -> Response:
+    _only(body, _PUSH_KEYS)
+    sha = emulator.push(slug, _get(body, "branch", str, required=True),
+                        sha=_get(body, "sha", str), message=_get(body, "message", str))
+    return Response.json(200, {"ok": True, "slug": slug, "sha": sha})
+
+
+def _configure_behaviour(emulator: TravisEmulator, body: Mapping[str, Any]) -> None:
+    _only(body, _BEHAVIOUR_KEYS)
+    emulator.configure(
+        cancel_delay=_number(body, "cancel_delay"),
+        processed_message=_get(body, "processed_message", str),
+        wrong_token=_get(body, "wrong_token", str),
+        ban_posts=_get(body, "ban_posts", int),
+        ban_window=_number(body, "ban_window"),
+        ban_time=_number(body, "ban_time"),
+        throttle_limit=_get(body, "throttle_limit", int),
+    )
 
 
 _REPO_ACTIONS: dict[str, Callable[[TravisEmulator, str, Mapping[str, Any]], Response]] = {
     "tokens": _add_token,
     "schedule": _set_schedule,
     "settings": _update_settings,
+    "push": _push,
 }
 
 

@@ -1,19 +1,17 @@
-"""The records behind the Travis emulator and the JSON Travis API v3 renders for them.
+"""The records behind the Travis emulator: repositories with their branches, requests, builds.
 
-Kept apart from routing and admin plumbing so each shape can be checked against PROTOCOL B3-B7
-(and travis-api's renderers) on its own. Build state is never stored: it is computed from the
-clock and the build's schedule, so a test that advances a FakeClock sees the build move without
-any background thread.
+Kept apart from routing (travis.py) and from the JSON shapes (_travis_render.py) so each can be
+checked on its own. Build state is never stored: it is computed from the clock and the build's
+schedule, so a test that advances a FakeClock sees the build move without any background thread.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlencode
 
 from engine.emulator._http import Response
 
@@ -30,14 +28,16 @@ CREATE = "create_request"
 READ = "read"
 """Token permissions: a token either may trigger builds (and cancel them) or only read."""
 
-DEFAULT_LIMIT = 25
-MAX_LIMIT = 100
-"""Travis's paginator: 25 entries unless asked, never more than 100 for a normal user."""
+UNKNOWN_SHA = ("accept", "reject", "errored")
+"""What a repository does with a requested sha it does not hold (a setting: travis-api only
+forwards `request.sha` to its gatekeeper, `queries/request.rb#schedule`, and the gatekeeper's
+source is not public):
 
-GITHUB_ID_OFFSET = 7_000_000
-"""Travis puts the GitHub id, not its own, in a 202's request.repository; keeping them apart
-lets a client test catch code that confuses the two."""
-
+- "accept": build it as given. The default, because the emulator holds only the commits a test
+  pushed (and each branch's head): every other sha stands for a commit GitHub has.
+- "reject": the request is processed as rejected, with no commit and no build, and says why.
+- "errored": a build is made and errors, as a checkout of a missing commit would.
+"""
 
 class TravisError(Exception):
     """A Travis API v3 error, raised anywhere in a handler and rendered once at the edge."""
@@ -129,6 +129,15 @@ class User:
     login: str
 
 
+@dataclass(frozen=True)
+class GitCommit:
+    """A commit the repository holds (what GitHub would answer for its sha)."""
+
+    sha: str
+    message: str
+    branch: str
+
+
 @dataclass
 class Repo:
     id: int
@@ -137,11 +146,16 @@ class Repo:
     active: bool
     request_limit: int | None
     build_delay: float | None
+    unknown_sha: str = "accept"
     tokens: dict[str, str] = field(default_factory=dict)
     """token -> CREATE or READ. Only these tokens can see the repository at all."""
     schedules: dict[str | None, Schedule] = field(default_factory=dict)
     """branch -> schedule; the None key is the repository-wide one."""
     build_count: int = 0
+    heads: dict[str, str] = field(default_factory=dict)
+    """branch -> the sha of its head commit (made up on first use, moved by push())."""
+    commits: dict[str, GitCommit] = field(default_factory=dict)
+    """Every commit pushed or made up as a head, by full sha."""
 
     @property
     def owner_name(self) -> str:
@@ -154,19 +168,50 @@ class Repo:
     def schedule_for(self, branch: str) -> Schedule:
         return self.schedules.get(branch) or self.schedules.get(None) or Schedule()
 
+    def head(self, branch: str) -> GitCommit:
+        """The branch's head commit; a branch nobody pushed to has a stable made-up one."""
+        sha = self.heads.get(branch)
+        if sha is None:
+            sha = fake_sha(self.slug, branch, "head")
+            self.commits[sha] = GitCommit(sha, f"Emulated head commit of {branch}", branch)
+            self.heads[branch] = sha
+        return self.commits[sha]
+
+    def push(self, branch: str, sha: str | None, message: str | None) -> GitCommit:
+        """A new commit on `branch`, which becomes its head."""
+        if sha is None:
+            sha = fake_sha(self.slug, branch, len(self.commits))
+        sha = sha.lower()
+        if not re.fullmatch(r"[0-9a-f]{40}", sha):
+            raise ValueError(f"a pushed sha is 40 hex digits, not {sha!r}")
+        commit = GitCommit(sha, message or f"Commit {sha[:7]} on {branch}", branch)
+        self.commits[sha] = commit
+        self.heads[branch] = sha
+        return commit
+
+    def find_commit(self, sha: str) -> GitCommit | None:
+        """A held commit by full or abbreviated sha (None when unknown or ambiguous)."""
+        sha = sha.lower()
+        if sha in self.commits:
+            return self.commits[sha]
+        matches = [c for full, c in self.commits.items() if full.startswith(sha)]
+        return matches[0] if len(matches) == 1 else None
+
 
 @dataclass
 class Commit:
+    """The commit row Travis makes for a processed request (what `commit` renders)."""
+
     id: int
     sha: str
-    ref: str
+    ref: str | None
     message: str
     committed_at: float
 
 
 @dataclass
 class RequestRecord:
-    """One POST /requests. Its outcome is decided at creation and revealed at `due_at`."""
+    """One POST /requests. Its outcome is decided at processing time (`due_at`)."""
 
     id: int
     repo: Repo
@@ -184,6 +229,8 @@ class RequestRecord:
     processed: bool = False
     commit: Commit | None = None
     build: BuildRecord | None = None
+    status_message: str | None = None
+    """Travis's own words about the request once processed (a rejection's reason)."""
     messages: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -196,6 +243,14 @@ class RequestRecord:
             return None
         return "approved" if self.build is not None else "rejected"
 
+    @property
+    def on_branch(self) -> bool:
+        """Whether Travis knows its branch: only once processed with a commit. An API request is
+        stored without branch or commit (queries/request.rb#create_request), its branch_name is
+        its commit's (models/request.rb#branch_name), and ?branch= filters on branch_id
+        (queries/requests.rb): a pending request is in no branch's list."""
+        return self.commit is not None
+
 
 @dataclass
 class BuildRecord:
@@ -206,15 +261,13 @@ class BuildRecord:
     commit: Commit
     created_at: float
     previous_state: str | None
-    canceled_at: float | None = None
+    schedule: Schedule
+    cancel_at: float | None = None
+    """When a queued cancel takes effect (POST /build/{id}/cancel plus the cancel delay)."""
 
     @property
     def repo(self) -> Repo:
         return self.request.repo
-
-    @property
-    def schedule(self) -> Schedule:
-        return self.request.schedule
 
     def _start_time(self) -> float:
         return self.created_at + self.schedule.start_after
@@ -222,8 +275,13 @@ class BuildRecord:
     def _finish_time(self) -> float:
         return self.created_at + self.schedule.finish_after
 
+    def _canceled_by(self, now: float) -> bool:
+        """A cancel that took effect before the build finished on its own."""
+        return (self.cancel_at is not None and now >= self.cancel_at
+                and self.cancel_at < self._finish_time())
+
     def state_at(self, now: float) -> str:
-        if self.canceled_at is not None and now >= self.canceled_at:
+        if self._canceled_by(now):
             return "canceled"
         if now < self._start_time():
             return self.schedule.intermediate or "created"
@@ -233,13 +291,14 @@ class BuildRecord:
 
     def started_at(self, now: float) -> float | None:
         start = self._start_time()
-        if now < start or (self.canceled_at is not None and self.canceled_at < start):
+        if now < start or (self._canceled_by(now) and self.cancel_at is not None
+                           and self.cancel_at < start):
             return None
         return start
 
     def finished_at(self, now: float) -> float | None:
-        if self.canceled_at is not None and now >= self.canceled_at:
-            return self.canceled_at
+        if self._canceled_by(now):
+            return self.cancel_at
         finish = self._finish_time()
         return finish if now >= finish else None
 
@@ -268,285 +327,12 @@ def iso_ms(moment: float) -> str:
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
-# Rendering. Each function returns exactly what Travis puts on the wire for that representation.
-
-
-def render_repo_minimal(repo: Repo) -> dict[str, Any]:
-    return {
-        "@type": "repository",
-        "@href": f"/repo/{repo.id}",
-        "@representation": "minimal",
-        "id": repo.id,
-        "name": repo.name,
-        "slug": repo.slug,
-    }
-
-
-def render_repo_standard(repo: Repo) -> dict[str, Any]:
-    return {
-        **render_repo_minimal(repo),
-        "@representation": "standard",
-        "description": None,
-        "github_id": repo.id + GITHUB_ID_OFFSET,
-        "vcs_id": str(repo.id + GITHUB_ID_OFFSET),
-        "vcs_type": "GithubRepository",
-        "owner_name": repo.owner_name,
-        "vcs_name": repo.name,
-        "active": repo.active,
-        "private": True,
-        "owner": {"@type": "user", "login": repo.owner_name},
-        "default_branch": render_branch(repo, repo.default_branch),
-        "starred": False,
-        "managed_by_installation": False,
-        "migration_status": None,
-    }
-
-
-def render_user(user: User, representation: str = "minimal") -> dict[str, Any]:
-    return {
-        "@type": "user",
-        "@href": f"/user/{user.id}",
-        "@representation": representation,
-        "id": user.id,
-        "login": user.login,
-    }
-
-
-def render_branch(repo: Repo, name: str) -> dict[str, Any]:
-    return {
-        "@type": "branch",
-        "@href": f"/repo/{repo.id}/branch/{name}",
-        "@representation": "minimal",
-        "name": name,
-    }
-
-
-def render_commit(commit: Commit | None) -> dict[str, Any] | None:
-    if commit is None:
-        return None
-    return {
-        "@type": "commit",
-        "@representation": "minimal",
-        "id": commit.id,
-        "sha": commit.sha,
-        "ref": commit.ref,
-        "message": commit.message,
-        "compare_url": None,
-        "committed_at": iso(commit.committed_at),
-    }
-
-
-def render_pending_request(record: RequestRecord) -> dict[str, Any]:
-    """The `request` member of a 202: the payload queued for the gatekeeper, None values dropped."""
-    repo = record.repo
-    payload: dict[str, Any] = {
-        "repository": {
-            "id": repo.id + GITHUB_ID_OFFSET,
-            "vcs_type": "GithubRepository",
-            "owner_name": repo.owner_name,
-            "name": repo.name,
-        },
-        "user": {"id": record.user.id},
-        "id": record.id,
-        "message": record.message,
-        "branch": record.branch,
-        "sha": record.sha,
-        "tag_name": record.tag_name,
-        "merge_mode": record.merge_mode,
-        "config": record.config,
-        "configs": record.configs,
-    }
-    return {key: value for key, value in payload.items() if value is not None}
-
-
-def render_request_minimal(record: RequestRecord) -> dict[str, Any]:
-    # `message` is Travis's own status text for the request, not the override a client sent:
-    # the override surfaces only as commit.message (PROTOCOL B4, B9).
-    return {
-        "@type": "request",
-        "@href": f"/repo/{record.repo.id}/request/{record.id}",
-        "@representation": "minimal",
-        "id": record.id,
-        "state": record.state,
-        "result": record.result,
-        "message": None,
-    }
-
-
-def render_request(
-    record: RequestRecord, now: float, include: frozenset[str] = frozenset()
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        **render_request_minimal(record),
-        "@representation": "standard",
-        "repository": render_repo_minimal(record.repo),
-        "branch_name": record.branch,
-        "commit": render_commit(record.commit),
-        "builds": [] if record.build is None else [render_build_minimal(record.build, now)],
-        "owner": render_user(record.user),
-        "created_at": iso(record.created_at),
-        "event_type": "api",
-        "base_commit": None,
-        "head_commit": None,
-    }
-    if "request.messages" in include:
-        body["messages"] = list(record.messages)
-    return body
-
-
-def render_build_minimal(build: BuildRecord, now: float) -> dict[str, Any]:
-    return {
-        "@type": "build",
-        "@href": f"/build/{build.id}",
-        "@representation": "minimal",
-        "id": build.id,
-        "number": str(build.number),
-        "state": build.state_at(now),
-        "duration": build.duration(now),
-        "event_type": "api",
-        "previous_state": build.previous_state,
-        "pull_request_title": None,
-        "pull_request_number": None,
-        "started_at": iso(build.started_at(now)),
-        "finished_at": iso(build.finished_at(now)),
-    }
-
-
-def render_build(build: BuildRecord, now: float) -> dict[str, Any]:
-    repo = build.repo
-    moments = (build.created_at, build.started_at(now), build.finished_at(now))
-    updated = max(t for t in moments if t is not None)
-    return {
-        **render_build_minimal(build, now),
-        "@representation": "standard",
-        "repository": render_repo_minimal(repo),
-        "branch": render_branch(repo, build.request.branch),
-        "tag": None,
-        "commit": render_commit(build.commit),
-        "jobs": [
-            {
-                "@type": "job",
-                "@href": f"/job/{build.job_id}",
-                "@representation": "minimal",
-                "id": build.job_id,
-            }
-        ],
-        "stages": [],
-        "created_by": render_user(build.request.user),
-        "updated_at": iso_ms(updated),
-        "request": render_request_minimal(build.request),
-    }
-
-
-def paginate(
-    items: Sequence[Any], query: Mapping[str, list[str]], path: str
-) -> tuple[list[Any], dict[str, Any], str]:
-    """Slice a collection the way Travis's paginator does and describe the slice.
-
-    Returns the page, the "@pagination" member and the collection's own "@href".
-    """
-
-    def number(name: str) -> int | None:
-        values = query.get(name)
-        if not values or values[0] == "":
-            return None
-        try:
-            return int(values[0])
-        except ValueError:
-            raise wrong_params(f"{name} must be an integer") from None
-
-    limit = number("limit")
-    if limit is None or limit < 0:
-        limit = DEFAULT_LIMIT
-    if limit < 1 or limit > MAX_LIMIT:
-        limit = MAX_LIMIT
-    offset = max(number("offset") or 0, 0)
-    count = len(items)
-    others = [(k, v) for k, values in query.items() if k not in ("limit", "offset") for v in values]
-
-    def href(at: int, size: int) -> str:
-        return f"{path}?{urlencode([*others, ('limit', size), ('offset', at)])}"
-
-    def info(at: int, size: int = limit) -> dict[str, Any]:
-        return {"@href": href(at, size), "offset": at, "limit": size}
-
-    is_last = count <= offset + limit
-    last_offset = count // limit * limit
-    if last_offset == count and last_offset > 0:
-        last_offset -= limit
-    previous = None
-    if offset > 0:
-        previous = info(0, offset) if offset <= limit else info(offset - limit)
-    pagination = {
-        "limit": limit,
-        "offset": offset,
-        "count": count,
-        "is_first": offset == 0,
-        "is_last": is_last,
-        "next": None if is_last else info(offset + limit),
-        "prev": previous,
-        "first": info(0),
-        "last": info(last_offset),
-    }
-    self_href = href(offset, limit) if query else path
-    return list(items[offset : offset + limit]), pagination, self_href
-
-
-# Admin records: plain data for tests and the admin HTTP interface, times as epoch floats.
-
-
-def repo_record(repo: Repo, request_limit: int, build_delay: float) -> dict[str, Any]:
-    """A repository as the admin API shows it; tokens are counted, never shown."""
-    return {
-        "id": repo.id,
-        "slug": repo.slug,
-        "owner_name": repo.owner_name,
-        "name": repo.name,
-        "default_branch": repo.default_branch,
-        "active": repo.active,
-        "request_limit": request_limit,
-        "build_delay": build_delay,
-        "tokens": len(repo.tokens),
-        "schedules": {
-            "*" if branch is None else branch: schedule.as_dict()
-            for branch, schedule in repo.schedules.items()
-        },
-    }
-
-
-def request_record(record: RequestRecord) -> dict[str, Any]:
-    """A request with the message and branch exactly as the client sent them."""
-    return {
-        "id": record.id,
-        "repository": record.repo.slug,
-        "repository_id": record.repo.id,
-        "branch": record.branch,
-        "message": record.message,
-        "sha": record.sha,
-        "tag_name": record.tag_name,
-        "merge_mode": record.merge_mode,
-        "config": record.config,
-        "event_type": "api",
-        "state": record.state,
-        "result": record.result,
-        "created_at": record.created_at,
-        "build_id": None if record.build is None else record.build.id,
-        "messages": list(record.messages),
-    }
-
-
-def build_record(build: BuildRecord, now: float) -> dict[str, Any]:
-    return {
-        "id": build.id,
-        "number": build.number,
-        "repository": build.repo.slug,
-        "repository_id": build.repo.id,
-        "branch": build.request.branch,
-        "request_id": build.request.id,
-        "message": build.commit.message,
-        "state": build.state_at(now),
-        "created_at": build.created_at,
-        "started_at": build.started_at(now),
-        "finished_at": build.finished_at(now),
-        "canceled": build.canceled_at is not None,
-    }
+def parse_time(value: str, name: str) -> float:
+    """A `from`/`to` filter value: an ISO 8601 time (UTC unless it says otherwise)."""
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise wrong_params(f"{name} must be a time like 2024-05-01T12:00:00Z") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()

@@ -1,31 +1,51 @@
 """A local Travis CI API v3: trigger requests, watch builds, cancel them, hit the limits.
 
-It answers the way api.travis-ci.com does (PROTOCOL B2-B8): a POST to /requests is accepted with
-202 while the build appears only after a delay, builds move through their states on a schedule
-read from the injected clock, and every failure a client must survive (missing or read-only
-tokens, inactive repositories, the 10-requests-per-hour limit, rack-attack's plain-text 429,
-500s) can be produced on purpose. The admin side (Python methods, or HTTP under /_emulator/)
-sets the world up and lets tests see what the client really did.
+It answers the way api.travis-ci.com does (PROTOCOL B2-B9, read against travis-ci/travis-api at
+d1cbb6d; the files are named where each behaviour is made): a POST to /requests is accepted
+with 202 while the request waits, pending, for the gatekeeper; builds move through their
+states on a schedule read from the injected clock; every failure a client must survive can be
+produced on purpose. The admin side (Python methods, or HTTP under /_emulator/) sets the world
+up and lets tests see what the client really did.
 
-Choices where Travis's behaviour is not documented (PROTOCOL D9 and friends):
+What the source says, and what the emulator does:
 
-- A request is processed `build_delay` seconds after it was accepted; it then has state
-  "finished" and result "approved" (one build) or "rejected" (no build). Before that it is
-  "pending" with no builds and no commit.
-- A rejected request explains itself in `messages`, shown only with include=request.messages,
-  as Travis does for its other request details.
-- A request's own `message` is always null: the message a client sends shows up only as the
-  commit message of the request and of its build, which is where PROTOCOL B9 says to look.
-- Every API request counts towards the hourly limit, whatever its result.
+- A request created through the API is stored pending with no branch, no commit and no message
+  (`queries/request.rb#create_request`); its branch_name is its commit's
+  (`models/request.rb#branch_name`) and `?branch=` filters on branch_id (`queries/requests.rb`),
+  so until it is processed it shows `branch_name: null`, `commit: null`, `message: null` and is
+  missing from every branch-filtered list. It is processed `build_delay` seconds after the POST
+  (engine.emulator._travis_gatekeeper): then it has its commit (the sha sent, or the branch's
+  head at that moment), its branch and its build, or it is rejected.
+- `GET /repo/{slug}/requests` filters on result, state, from, to and branch, newest id first
+  (`queries/requests.rb`), paginated 25 by default, 100 at most.
+- A build resource carries `request` only with include=build.request (`renderer/build.rb`).
+- A request's config is echoed in the 202 as a JSON string (`queries/request.rb#to_str`) and
+  read back as an object (`renderer/request.rb#config`).
+- A cancel is queued (`queries/build.rb#cancel` pushes "build:cancel"): the 202 shows the build
+  as it was and it turns "canceled" `cancel_delay` seconds later, unless it finished first; only
+  a build already passed, failed, errored or canceled answers 409 build_not_cancelable.
+- No Authorization header: 403 login_required. A token Travis does not know: 403
+  wrong_credentials "access denied" from the v3 access control (`v3/access_control.rb`); but
+  the ScopeCheck middleware in front of v3 may answer first with a plain-text 403 "access
+  denied" (`app/middleware/scope_check.rb`): which one a client sees is the `wrong_token`
+  setting ("json", "text").
+- rack-attack's rules (engine.emulator._travis_attack): the one-hour ban after 50 POSTs in 30 s
+  and the 2000-a-minute throttle, per token.
+- The 10-per-hour limit of API requests per repository (`services/requests/create.rb`).
+
+Choices where the source says nothing (settings where a client's behaviour depends on them):
+
+- `processed_message`: what a processed request shows as its own message
+  (engine.emulator._travis_render.PROCESSED_MESSAGES); `unknown_sha` per repository: what the
+  gatekeeper does with a sha it does not know (engine.emulator._travis_model.UNKNOWN_SHA).
+- A processed request has state "finished" and result "approved" (one build) or "rejected" (no
+  build); a rejected one explains itself in `messages` (include=request.messages).
+- A body shorter than its Content-Length is refused with 400 (a front end never hands such a
+  request to the application, and reading it as `{}` would trigger a build nobody asked for).
 - A missing Travis-API-Version header (without a /v3 prefix or a v3 Accept type) is answered
-  400 wrong_params: the real server would hand the call to its legacy API, and a client that
-  forgot the header should fail loudly rather than half work.
-- Every API route needs a token; an unknown token is treated like a missing one (403
-  login_required), as the brief for this emulator asks.
+  400 wrong_params: the real server would hand the call to its legacy API.
 - POST /requests checks, in order: token, repository visibility, create_request permission,
   active repository, body, hourly limit; a refused call creates nothing and uses up nothing.
-- Cancelling needs the same permission as triggering; the 202 shows the build as it was, the
-  next read shows it "canceled".
 - Faults (engine.emulator._http.Faults, `/_emulator/faults`): a lost answer resets the connection
   after the call was carried out (a POST /requests still creates its request); an outage
   refuses every API call, "unreachable" with a connection reset, "unavailable" with the HTML 503
@@ -37,51 +57,40 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from engine.clock import Clock, SystemClock
 from engine.emulator._http import Faults, Request, Response, real_sleep
 from engine.emulator._travis_admin import ADMIN_PREFIX, handle_admin
+from engine.emulator._travis_attack import Attack
+from engine.emulator._travis_endpoints import Endpoints, credentials
+from engine.emulator._travis_gatekeeper import Gatekeeper
 from engine.emulator._travis_model import (
     CREATE,
-    RATE_WINDOW,
     READ,
-    TERMINAL_STATES,
-    BuildRecord,
-    Commit,
+    UNKNOWN_SHA,
     Repo,
     RequestRecord,
     Schedule,
     TravisError,
     User,
-    build_record,
-    fake_sha,
-    not_found,
-    paginate,
-    render_build,
-    render_build_minimal,
-    render_pending_request,
-    render_repo_minimal,
-    render_repo_standard,
-    render_request,
-    render_user,
-    repo_record,
-    request_record,
     wrong_params,
 )
-from engine.emulator._travis_wire import (
-    Route,
-    asks_for_v3,
-    query_filter,
-    query_include,
-    request_fields,
-    sort_builds,
-    split_path,
+from engine.emulator._travis_render import (
+    PROCESSED_MESSAGES,
+    build_record,
+    repo_record,
+    request_record,
 )
+from engine.emulator._travis_wire import Route, asks_for_v3, split_path
+
+WRONG_TOKEN_SHAPES = ("json", "text")
+"""How a token Travis does not know is refused: v3's JSON wrong_credentials, or ScopeCheck's
+plain-text "access denied" (see the module docstring)."""
 
 
-class TravisEmulator:
+class TravisEmulator(Endpoints):
     """The Travis API v3 as an App: call it with a Request, or serve it with EmulatorServer."""
 
     def __init__(
@@ -91,6 +100,9 @@ class TravisEmulator:
         request_limit: int = 10,
         build_delay: float = 2.0,
         seed: int = 0,
+        cancel_delay: float = 1.0,
+        processed_message: str = "status",
+        wrong_token: str = "json",
     ) -> None:
         _check_limit(request_limit)
         _check_delay(build_delay)
@@ -98,7 +110,8 @@ class TravisEmulator:
         self.request_limit = request_limit
         """API requests per repository per hour unless the repository says otherwise."""
         self.build_delay = build_delay
-        """Seconds from an accepted request to its build, unless the repository says otherwise."""
+        """Seconds from an accepted request to its processing (its commit, branch and build),
+        unless the repository says otherwise."""
         self.faults = Faults(seed)
         self.retry_after: float | None = None
         """Add Retry-After to injected plain-text 429s; Travis never does, some proxies might."""
@@ -108,8 +121,16 @@ class TravisEmulator:
         That is the failure that makes re-submitting dangerous (PROTOCOL B9): the client sees an
         error, yet a build is on its way.
         """
+        self.attack = Attack()
         self._seed = seed
         self._defaults = (request_limit, build_delay)
+        self._behaviour_defaults: dict[str, Any] = {
+            "cancel_delay": cancel_delay, "processed_message": processed_message,
+            "wrong_token": wrong_token}
+        self.cancel_delay = 1.0
+        self.processed_message = "status"
+        self.wrong_token = "json"
+        self.configure(**self._behaviour_defaults)
         self._lock = threading.RLock()
         self._routes = [
             Route.of("POST /repo/{slug}/requests", self._create_request),
@@ -131,18 +152,49 @@ class TravisEmulator:
         """token -> the user it authenticates."""
         self._requests: dict[int, RequestRecord] = {}
         self._pending: list[RequestRecord] = []
-        self._builds: dict[int, BuildRecord] = {}
+        self._gatekeeper = Gatekeeper()
+        self._builds = self._gatekeeper.builds
         self._calls: Counter[str] = Counter()
         self._repo_ids = itertools.count(1001)
         self._user_ids = itertools.count(1)
-        # Separate, far apart id ranges: a client that mixes up a request id and a build id
-        # gets a 404 instead of someone else's build.
         self._request_ids = itertools.count(200_001)
-        self._build_ids = itertools.count(500_001)
-        self._job_ids = itertools.count(800_001)
-        self._commit_ids = itertools.count(900_001)
 
     # ----------------------------------------------------------------- admin Python API
+
+    def configure(
+        self,
+        *,
+        cancel_delay: float | None = None,
+        processed_message: str | None = None,
+        wrong_token: str | None = None,
+        ban_posts: int | None = None,
+        ban_window: float | None = None,
+        ban_time: float | None = None,
+        throttle_limit: int | None = None,
+    ) -> dict[str, Any]:
+        """Change how the emulator behaves where Travis's behaviour is a choice; None leaves a
+        setting as it is. Everything is checked before anything changes. Returns behaviour()."""
+        if cancel_delay is not None:
+            _check_delay(cancel_delay, "a cancel delay")
+        if processed_message is not None and processed_message not in PROCESSED_MESSAGES:
+            raise ValueError(f"processed_message must be one of {list(PROCESSED_MESSAGES)}, "
+                             f"not {processed_message!r}")
+        if wrong_token is not None and wrong_token not in WRONG_TOKEN_SHAPES:
+            raise ValueError(f"wrong_token must be one of {list(WRONG_TOKEN_SHAPES)}, "
+                             f"not {wrong_token!r}")
+        self.attack.configure(ban_posts=ban_posts, ban_window=ban_window, ban_time=ban_time,
+                              throttle_limit=throttle_limit)
+        if cancel_delay is not None:
+            self.cancel_delay = float(cancel_delay)
+        if processed_message is not None:
+            self.processed_message = processed_message
+        if wrong_token is not None:
+            self.wrong_token = wrong_token
+        return self.behaviour()
+
+    def behaviour(self) -> dict[str, Any]:
+        return {"cancel_delay": self.cancel_delay, "processed_message": self.processed_message,
+                "wrong_token": self.wrong_token, **self.attack.settings()}
 
     def add_repository(
         self,
@@ -154,6 +206,7 @@ class TravisEmulator:
         active: bool = True,
         request_limit: int | None = None,
         build_delay: float | None = None,
+        unknown_sha: str = "accept",
     ) -> dict[str, Any]:
         """Register a repository; only its tokens will see it. Returns its record with its id."""
         owner, sep, name = slug.partition("/")
@@ -165,6 +218,7 @@ class TravisEmulator:
             _check_limit(request_limit)
         if build_delay is not None:
             _check_delay(build_delay)
+        _check_unknown_sha(unknown_sha)
         for each in (token, *read_only_tokens):
             if each is not None:
                 _check_token(each)
@@ -178,6 +232,7 @@ class TravisEmulator:
                 active=bool(active),
                 request_limit=request_limit,
                 build_delay=build_delay,
+                unknown_sha=unknown_sha,
             )
             self._repos[slug.lower()] = repo
             self._repos_by_id[repo.id] = repo
@@ -199,12 +254,15 @@ class TravisEmulator:
         active: bool | None = None,
         request_limit: int | None = None,
         build_delay: float | None = None,
+        unknown_sha: str | None = None,
     ) -> dict[str, Any]:
         """Change a repository mid-test, e.g. deactivate it to see a client handle 406."""
         if request_limit is not None:
             _check_limit(request_limit)
         if build_delay is not None:
             _check_delay(build_delay)
+        if unknown_sha is not None:
+            _check_unknown_sha(unknown_sha)
         with self._lock:
             repo = self._repo(slug)
             if active is not None:
@@ -213,7 +271,27 @@ class TravisEmulator:
                 repo.request_limit = request_limit
             if build_delay is not None:
                 repo.build_delay = build_delay
+            if unknown_sha is not None:
+                repo.unknown_sha = unknown_sha
             return repo_record(repo, self._limit(repo), self._delay(repo))
+
+    def push(self, slug: str, branch: str, *, sha: str | None = None,
+             message: str | None = None) -> str:
+        """A new commit on a branch, which moves its head there (a developer's git push).
+
+        Requests processed from now on build it when they name the branch and no sha. Returns
+        the commit's sha (made up when not given; 40 hex digits when given).
+        """
+        if not isinstance(branch, str) or not branch:
+            raise ValueError("branch must be a non-empty name")
+        with self._lock:
+            self._process_due(self.clock.now())
+            return self._repo(slug).push(branch, sha, message).sha
+
+    def head(self, slug: str, branch: str) -> str:
+        """The sha a request naming no sha would build if processed now."""
+        with self._lock:
+            return self._repo(slug).head(branch).sha
 
     def set_schedule(
         self,
@@ -251,20 +329,20 @@ class TravisEmulator:
             return [repo_record(r, self._limit(r), self._delay(r)) for r in self._repos.values()]
 
     def requests(self, slug: str | None = None) -> list[dict[str, Any]]:
-        """Every request accepted so far, oldest first, with the message and branch as sent.
+        """Every request accepted so far, oldest first, with the message, branch and sha as
+        sent and the commit it built (`commit_sha`).
 
         This is how a test counts what a client triggered: match its marker in `message`.
         """
         with self._lock:
-            now = self.clock.now()
-            self._process_due(now)
+            self._process_due(self.clock.now())
             repo = None if slug is None else self._repo(slug)
             return [
                 request_record(r) for r in self._requests.values() if repo is None or r.repo is repo
             ]
 
     def builds(self, slug: str | None = None) -> list[dict[str, Any]]:
-        """Every build created so far, oldest first, with its state as of now."""
+        """Every build created so far, oldest first, with its sha and its state as of now."""
         with self._lock:
             now = self.clock.now()
             self._process_due(now)
@@ -275,11 +353,21 @@ class TravisEmulator:
                 if repo is None or b.repo is repo
             ]
 
+    def bans(self) -> list[dict[str, Any]]:
+        """Clients banned now (tokens shown as a digest), and until when."""
+        with self._lock:
+            return self.attack.bans(self.clock.now())
+
+    def is_banned(self, token: str | None = None) -> bool:
+        """Whether the token (None: the address of tokenless callers) is banned now."""
+        with self._lock:
+            return self.attack.is_banned(_client(token), self.clock.now())
+
     def call_counts(self) -> dict[str, int]:
         """API calls received per endpoint, e.g. {"POST /repo/{slug}/requests": 3}.
 
-        Faulted calls count too: they reached the server, and a client's retries are exactly
-        what a test wants to see here. Admin calls do not count.
+        Faulted and banned calls count too: they reached the server, and a client's retries are
+        exactly what a test wants to see here. Admin calls do not count.
         """
         with self._lock:
             return dict(self._calls)
@@ -292,6 +380,8 @@ class TravisEmulator:
             self.retry_after = None
             self.errors_after_create = False
             self.faults.clear(self._seed)
+            self.attack = Attack()
+            self.configure(**self._behaviour_defaults)
 
     def _repo(self, slug: str) -> Repo:
         repo = self._repos.get(slug.lower())
@@ -315,68 +405,30 @@ class TravisEmulator:
         return self.build_delay if repo.build_delay is None else repo.build_delay
 
     def _process_due(self, now: float) -> None:
-        """Let the "gatekeeper" handle every request whose delay has passed, in due order.
+        """Let the gatekeeper handle every request whose delay has passed, in due order.
 
-        Doing this on every call, in due order, gives builds the numbers they would have had
-        if a background worker had processed them on time.
+        Doing this on every call, in due order, gives builds the numbers (and the branch heads)
+        they would have had if a background worker had processed them on time.
         """
         due = sorted((r for r in self._pending if r.due_at <= now), key=lambda r: (r.due_at, r.id))
         if not due:
             return
         self._pending = [r for r in self._pending if r.due_at > now]
         for record in due:
-            self._process(record)
-
-    def _process(self, record: RequestRecord) -> None:
-        repo = record.repo
-        record.processed = True
-        sha = record.sha or fake_sha(repo.slug, record.branch, record.id)
-        record.commit = Commit(
-            id=next(self._commit_ids),
-            sha=sha,
-            ref=f"refs/heads/{record.branch}",
-            message=record.message or f"Emulated head commit of {record.branch}",
-            committed_at=record.created_at,
-        )
-        if record.schedule.reject is not None:
-            record.messages.append(
-                {
-                    "@type": "message",
-                    "@representation": "minimal",
-                    "id": record.id,
-                    "level": "error",
-                    "key": "request",
-                    "code": "rejected",
-                    "args": {"message": record.schedule.reject},
-                    "src": None,
-                    "line": None,
-                }
-            )
-            return
-        previous = next(
-            (
-                b
-                for b in reversed(self._builds.values())
-                if b.repo is repo and b.request.branch == record.branch
-            ),
-            None,
-        )
-        repo.build_count += 1
-        build = BuildRecord(
-            id=next(self._build_ids),
-            number=repo.build_count,
-            job_id=next(self._job_ids),
-            request=record,
-            commit=record.commit,
-            created_at=record.due_at,
-            previous_state=None if previous is None else previous.state_at(record.due_at),
-        )
-        record.build = build
-        self._builds[build.id] = build
+            self._gatekeeper.process(record)
 
     # ---------------------------------------------------------------------- the HTTP edge
 
+    def incomplete_body(self, request: Request) -> Response:
+        """The answer to a body shorter than its Content-Length (the HTTP server asks for it
+        instead of calling the emulator): a front end's 400, never a request read as `{}`."""
+        return Response.text(400, f"Bad Request: the body ended after {len(request.body)} bytes "
+                                  "of the length its Content-Length announced\n")
+
     def __call__(self, request: Request) -> Response:
+        declared = request.header("content-length").strip()
+        if declared.isdigit() and int(declared) > len(request.body):
+            return self.incomplete_body(request)  # called directly, not through the server
         if request.path == ADMIN_PREFIX or request.path.startswith(ADMIN_PREFIX + "/"):
             return handle_admin(self, request)
         outage = self.faults.in_outage()
@@ -386,8 +438,18 @@ class TravisEmulator:
             return Response.dropped()
         segments, versioned = split_path(request.path)
         route, args = self._match(request.method, segments)
+        scheme, token = credentials(request)
         with self._lock:
             self._calls[route.key if route else f"{request.method} (unknown route)"] += 1
+            known = token if scheme == "token" and token in self._users else None
+            if self.wrong_token == "text" and scheme == "token" and token and known is None:
+                # ScopeCheck refuses a token it cannot find before anything else sees the call.
+                return Response(403, b"access denied",
+                                {"Content-Type": "text/html;charset=utf-8"})
+            refused = self.attack.check(_client(known), request.method, request.path,
+                                        self.clock.now())
+        if refused is not None:
+            return refused
         real_sleep(self.faults.latency)
         fault = self.faults.draw()
         if fault == "throttle":
@@ -439,195 +501,10 @@ class TravisEmulator:
             headers["Retry-After"] = str(round(self.retry_after))
         return Response.text(429, "Retry later\n", headers=headers)
 
-    def _authenticate(self, request: Request) -> str:
-        scheme, _, value = request.header("authorization").strip().partition(" ")
-        token = value.strip()
-        if scheme.lower() != "token" or token not in self._users:
-            raise TravisError(403, "login_required", "login required")
-        return token
-
-    def _visible_repo(self, ref: str, token: str) -> Repo:
-        repo = self._repos_by_id.get(int(ref)) if ref.isdigit() else self._repos.get(ref.lower())
-        if repo is None or token not in repo.tokens:
-            raise not_found("repository")
-        return repo
-
-    def _visible_build(self, build_id: str, token: str) -> BuildRecord:
-        build = self._builds.get(int(build_id))
-        if build is None or token not in build.repo.tokens:
-            raise not_found("build")
-        return build
-
-    # ------------------------------------------------------------------------ endpoints
-
-    def _create_request(self, request: Request, args: Mapping[str, str], now: float) -> Response:
-        token = self._authenticate(request)
-        repo = self._visible_repo(args["slug"], token)
-        if repo.tokens[token] != CREATE:
-            raise TravisError(
-                403,
-                "insufficient_access",
-                "operation requires create_request access to repository",
-                permission="create_request",
-                resource_type="repository",
-                repository=render_repo_minimal(repo),
-            )
-        if not repo.active:
-            raise TravisError(
-                406,
-                "repository_inactive",
-                "cannot create requests on an inactive repository",
-                repository=render_repo_minimal(repo),
-            )
-        fields = request_fields(request)
-        limit = self._limit(repo)
-        recent = sum(
-            1
-            for r in self._requests.values()
-            if r.repo is repo and r.created_at > now - RATE_WINDOW
-        )
-        remaining = max(limit - recent, 0)
-        if remaining == 0:
-            raise TravisError(
-                429,
-                "request_limit_reached",
-                "request limit reached for resource",
-                max_requests=limit,
-                per_seconds=RATE_WINDOW,
-                repository=render_repo_minimal(repo),
-            )
-        branch = fields.get("branch") or repo.default_branch
-        record = RequestRecord(
-            id=next(self._request_ids),
-            repo=repo,
-            user=self._users[token],
-            branch=branch,
-            message=fields.get("message"),
-            sha=fields.get("sha"),
-            tag_name=fields.get("tag_name"),
-            config=fields.get("config"),
-            configs=fields.get("configs"),
-            merge_mode=fields.get("merge_mode"),
-            created_at=now,
-            due_at=now + self._delay(repo),
-            schedule=repo.schedule_for(branch),
-        )
-        self._requests[record.id] = record
-        self._pending.append(record)
-        # A zero delay means "processed before anyone can look", as a very fast gatekeeper would.
-        self._process_due(now)
-        body = {
-            "@type": "pending",
-            "resource_type": "request",
-            "remaining_requests": remaining,
-            "repository": render_repo_minimal(repo),
-            "request": render_pending_request(record),
-        }
-        return Response.json(202, body)
-
-    def _list_requests(self, request: Request, args: Mapping[str, str], now: float) -> Response:
-        token = self._authenticate(request)
-        repo = self._visible_repo(args["slug"], token)
-        states = query_filter(request, "state", "request.state")
-        results = query_filter(request, "result", "request.result")
-        branches = query_filter(request, "branch", "request.branch")
-        found = [
-            r
-            for r in sorted(self._requests.values(), key=lambda r: r.id, reverse=True)
-            if r.repo is repo
-            and (states is None or r.state in states)
-            and (results is None or (r.result or "") in results)
-            and (branches is None or r.branch in branches)
-        ]
-        page, pagination, href = paginate(found, request.query, request.path)
-        include = query_include(request)
-        return Response.json(
-            200,
-            {
-                "@type": "requests",
-                "@href": href,
-                "@representation": "standard",
-                "@pagination": pagination,
-                "requests": [render_request(r, now, include) for r in page],
-            },
-        )
-
-    def _find_request(self, request: Request, args: Mapping[str, str], now: float) -> Response:
-        token = self._authenticate(request)
-        repo = self._visible_repo(args["slug"], token)
-        record = self._requests.get(int(args["id"]))
-        if record is None or record.repo is not repo:
-            raise not_found("request")
-        return Response.json(200, render_request(record, now, query_include(request)))
-
-    def _list_builds(self, request: Request, args: Mapping[str, str], now: float) -> Response:
-        token = self._authenticate(request)
-        repo = self._visible_repo(args["slug"], token)
-        states = query_filter(request, "build.state")
-        previous = query_filter(request, "build.previous_state")
-        events = query_filter(request, "build.event_type")
-        creators = query_filter(request, "build.created_by")
-        branches = query_filter(request, "branch.name")
-        found = [
-            b
-            for b in self._builds.values()
-            if b.repo is repo
-            and (states is None or b.state_at(now) in states)
-            and (previous is None or (b.previous_state or "") in previous)
-            and (events is None or "api" in events)
-            and (creators is None or b.request.user.login in creators)
-            and (branches is None or b.request.branch in branches)
-        ]
-        found = sort_builds(found, request.param("sort_by"), now)
-        page, pagination, href = paginate(found, request.query, request.path)
-        return Response.json(
-            200,
-            {
-                "@type": "builds",
-                "@href": href,
-                "@representation": "standard",
-                "@pagination": pagination,
-                "builds": [render_build(b, now) for b in page],
-            },
-        )
-
-    def _find_repo(self, request: Request, args: Mapping[str, str], now: float) -> Response:
-        token = self._authenticate(request)
-        return Response.json(200, render_repo_standard(self._visible_repo(args["slug"], token)))
-
-    def _find_build(self, request: Request, args: Mapping[str, str], now: float) -> Response:
-        token = self._authenticate(request)
-        return Response.json(200, render_build(self._visible_build(args["id"], token), now))
-
-    def _cancel_build(self, request: Request, args: Mapping[str, str], now: float) -> Response:
-        token = self._authenticate(request)
-        build = self._visible_build(args["id"], token)
-        if build.repo.tokens[token] != CREATE:
-            raise TravisError(
-                403,
-                "insufficient_access",
-                "operation requires cancel access to build",
-                permission="cancel",
-                resource_type="build",
-                build=render_build_minimal(build, now),
-            )
-        if build.state_at(now) in TERMINAL_STATES:
-            raise TravisError(409, "build_not_cancelable", "build is not running, cannot cancel")
-        # Travis queues the cancel and renders the build as it was; the state changes "at once"
-        # for the next reader, but the 202 itself does not promise it.
-        rendered = render_build_minimal(build, now)
-        build.canceled_at = now
-        body = {
-            "@type": "pending",
-            "build": rendered,
-            "state_change": "cancel",
-            "resource_type": "build",
-        }
-        return Response.json(202, body)
-
-    def _find_user(self, request: Request, args: Mapping[str, str], now: float) -> Response:
-        token = self._authenticate(request)
-        return Response.json(200, render_user(self._users[token], "standard"))
+def _client(token: str | None) -> str:
+    """rack-attack's identifier: the token when the call carries a valid one, else the IP (all
+    the emulator's callers share one loopback address)."""
+    return f"token:{token}" if token else "ip:127.0.0.1"
 
 
 def _check_limit(limit: int) -> None:
@@ -640,9 +517,14 @@ def _check_token(token: str) -> None:
         raise ValueError("a token must be a non-empty string without whitespace")
 
 
-def _check_delay(delay: float) -> None:
+def _check_delay(delay: float, what: str = "a build delay") -> None:
     if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
-        raise ValueError(f"a build delay must be a number of seconds >= 0, not {delay!r}")
+        raise ValueError(f"{what} must be a number of seconds >= 0, not {delay!r}")
+
+
+def _check_unknown_sha(value: str) -> None:
+    if value not in UNKNOWN_SHA:
+        raise ValueError(f"unknown_sha must be one of {list(UNKNOWN_SHA)}, not {value!r}")
 
 
 def _server_error() -> Response:

@@ -32,19 +32,49 @@ def _minimal_repo(emulator: TravisEmulator, slug: str = SLUG) -> dict[str, objec
     }
 
 
-@pytest.mark.parametrize(
-    "authorization",
-    [None, "token not-a-token", "Bearer write-token-1", "token", "write-token-1"],
-)
-def test_missing_or_unknown_token_is_403_login_required(
-    api: Api, emulator: TravisEmulator, authorization: str | None
+WRONG_CREDENTIALS = {
+    "@type": "error",
+    "error_type": "wrong_credentials",
+    "error_message": "access denied",
+}
+
+
+def test_no_authorization_header_is_403_login_required(
+    api: Api, emulator: TravisEmulator
 ) -> None:
-    headers = {} if authorization is None else {"Authorization": authorization}
-    response = api.call(
-        "POST", repo_path() + "/requests", token=None, headers=headers, body={"request": {}}
-    )
+    response = api.call("POST", repo_path() + "/requests", token=None, body={"request": {}})
     assert response.status_code == 403
     assert response.json() == LOGIN_REQUIRED
+    assert emulator.requests() == []
+
+
+@pytest.mark.parametrize(
+    "authorization", ["token not-a-token", "Bearer write-token-1", "token", "write-token-1"]
+)
+def test_credentials_travis_does_not_know_are_403_wrong_credentials(
+    api: Api, emulator: TravisEmulator, authorization: str
+) -> None:
+    """v3/access_control.rb: a header no access control mode accepts is WrongCredentials."""
+    response = api.call("POST", repo_path() + "/requests", token=None,
+                        headers={"Authorization": authorization}, body={"request": {}})
+    assert response.status_code == 403
+    assert response.json() == WRONG_CREDENTIALS
+    assert emulator.requests() == []
+
+
+def test_with_the_text_setting_scope_check_refuses_an_unknown_token_in_plain_text(
+    api: Api, emulator: TravisEmulator
+) -> None:
+    """app/middleware/scope_check.rb halts 403 'access denied' before v3 sees the call; a
+    scheme it does not read (Bearer) still reaches v3's JSON answer."""
+    emulator.configure(wrong_token="text")
+    plain = api.call("POST", repo_path() + "/requests", token="not-a-token",
+                     body={"request": {}})
+    assert (plain.status_code, plain.text) == (403, "access denied")
+    assert not plain.headers["Content-Type"].startswith("application/json")
+    bearer = api.call("POST", repo_path() + "/requests", token=None,
+                      headers={"Authorization": "Bearer write-token-1"}, body={"request": {}})
+    assert bearer.json() == WRONG_CREDENTIALS
     assert emulator.requests() == []
 
 

@@ -19,13 +19,18 @@ def test_cancel_a_started_build(api: Api, clock: FakeClock, emulator: TravisEmul
     assert body["resource_type"] == "build"
     assert body["state_change"] == "cancel"
     assert body["build"]["id"] == build_id
-    # Like Travis, the 202 shows the build as it was; the change is visible on the next read.
+    # Like Travis, the 202 shows the build as it was, and the cancel is queued
+    # (queries/build.rb#cancel): the build goes on until it is handled.
     assert body["build"]["state"] == "started"
+    assert api.build(build_id)["state"] == "started"
+    assert emulator.builds()[0]["cancel_requested"] is True
+    assert emulator.builds()[0]["canceled"] is False
 
+    clock.advance(emulator.cancel_delay)
     canceled = api.build(build_id)
     assert canceled["state"] == "canceled"
     assert canceled["finished_at"] is not None
-    assert canceled["duration"] == 1
+    assert canceled["duration"] == 2
     clock.advance(60)
     assert api.build(build_id)["state"] == "canceled"
     assert emulator.builds()[0]["canceled"] is True
@@ -35,14 +40,40 @@ def test_cancel_a_started_build(api: Api, clock: FakeClock, emulator: TravisEmul
 def test_cancel_a_build_that_has_not_started(
     api: Api, clock: FakeClock, emulator: TravisEmulator, intermediate: str | None
 ) -> None:
-    emulator.set_schedule(SLUG, intermediate=intermediate)
+    emulator.set_schedule(SLUG, intermediate=intermediate, start_after=5, finish_after=10)
     build = run_to_build(api, clock)
     assert build["state"] == (intermediate or "created")
     assert api.cancel(build["id"]).status_code == 202
+    clock.advance(emulator.cancel_delay)
     canceled = api.build(build["id"])
     assert canceled["state"] == "canceled"
     assert canceled["started_at"] is None
     assert canceled["duration"] is None
+
+
+def test_the_cancel_delay_is_a_setting(
+    api: Api, clock: FakeClock, emulator: TravisEmulator
+) -> None:
+    emulator.set_schedule(SLUG, start_after=0, finish_after=100)
+    assert emulator.configure(cancel_delay=7.5)["cancel_delay"] == 7.5
+    build_id = run_to_build(api, clock)["id"]
+    api.cancel(build_id)
+    clock.advance(7.4)
+    assert api.build(build_id)["state"] == "started"
+    clock.advance(0.1)
+    assert api.build(build_id)["state"] == "canceled"
+
+
+def test_a_build_that_finishes_before_its_queued_cancel_keeps_its_result(
+    api: Api, clock: FakeClock, emulator: TravisEmulator
+) -> None:
+    emulator.set_schedule(SLUG, start_after=0, finish_after=1, result="failed")
+    emulator.configure(cancel_delay=5.0)
+    build_id = run_to_build(api, clock)["id"]
+    assert api.cancel(build_id).status_code == 202
+    clock.advance(10)
+    assert api.build(build_id)["state"] == "failed"
+    assert emulator.builds()[0]["canceled"] is False
 
 
 def test_cancel_a_finished_build_is_409(api: Api, clock: FakeClock) -> None:
@@ -58,9 +89,14 @@ def test_cancel_a_finished_build_is_409(api: Api, clock: FakeClock) -> None:
     assert api.build(build_id)["state"] == "passed"
 
 
-def test_cancel_twice_is_409_the_second_time(api: Api, clock: FakeClock) -> None:
+def test_a_second_cancel_while_the_first_is_queued_is_accepted_and_409_once_canceled(
+    api: Api, clock: FakeClock, emulator: TravisEmulator
+) -> None:
+    """Only a build already in a final state is not cancelable (queries/build.rb#cancel)."""
     build_id = run_to_build(api, clock)["id"]
     assert api.cancel(build_id).status_code == 202
+    assert api.cancel(build_id).status_code == 202
+    clock.advance(emulator.cancel_delay)
     assert api.cancel(build_id).status_code == 409
 
 

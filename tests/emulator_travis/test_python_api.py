@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from engine.clock import FakeClock
-from engine.emulator._travis_model import paginate
+from engine.emulator._travis_render import paginate
 from engine.emulator._travis_wire import split_path
 from engine.emulator.travis import TravisEmulator
 

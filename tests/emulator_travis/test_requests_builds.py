@@ -38,7 +38,11 @@ def test_trigger_is_accepted_pending_with_no_build(api: Api, emulator: TravisEmu
     assert isinstance(request["id"], int)
     assert request["branch"] == "release"
     assert request["message"] == MARKER
-    assert request["config"] == {"script": "make"}
+    # queries/request.rb#schedule echoes the config as the JSON string it queues, and as the
+    # one entry of `configs` (#request_configs).
+    assert request["config"] == '{"script": "make"}'
+    assert request["configs"] == [{"config": '{"script": "make"}', "mode": "deep_merge_append"}]
+    assert "sha" not in request  # None values are dropped (#compact)
     assert request["merge_mode"] == "deep_merge_append"
     assert request["user"] == {"id": 1}
     assert request["repository"]["owner_name"] == "octo"
@@ -52,7 +56,11 @@ def test_trigger_is_accepted_pending_with_no_build(api: Api, emulator: TravisEmu
     assert found["builds"] == []
     assert found["commit"] is None
     assert found["event_type"] == "api"
-    assert found["branch_name"] == "release"
+    # Stored without branch, commit or message until processed (queries/request.rb
+    # #create_request; models/request.rb#branch_name reads the commit's branch).
+    assert found["branch_name"] is None
+    assert found["message"] is None
+    assert found["config"] == {} and found["raw_configs"] == []
     assert emulator.builds() == []
 
 
@@ -286,6 +294,13 @@ def test_request_listing_is_newest_first_with_pagination_and_filters(
     assert [r["id"] for r in pending["requests"]] == [newest]
     approved = api.get(repo_path() + "/requests", params={"result": "approved"}).json()
     assert len(approved["requests"]) == 3
+    # ?branch= goes through branch_id (queries/requests.rb), which a pending API request
+    # does not have yet: it shows up in its branch's list only once processed.
+    on_dev = api.get(repo_path() + "/requests", params={"branch": "dev"}).json()
+    assert on_dev["requests"] == []
+    on_main = api.get(repo_path() + "/requests", params={"branch": "main"}).json()
+    assert [r["id"] for r in on_main["requests"]] == list(reversed(ids))
+    clock.advance(2.0)
     on_dev = api.get(repo_path() + "/requests", params={"branch": "dev"}).json()
     assert [r["id"] for r in on_dev["requests"]] == [newest]
 
@@ -316,7 +331,11 @@ def test_builds_listing_shows_marker_in_commit_message(
     assert listing["@type"] == "builds"
     builds = listing["builds"]
     assert [b["number"] for b in builds] == ["3", "1"]
-    assert [b["request"]["id"] for b in builds] == [third, first]
+    # :standard has no request; include=build.request adds it (renderer/build.rb).
+    assert all("request" not in b for b in builds)
+    included = api.get(repo_path() + "/builds", params={
+        "branch.name": "main", "include": "build.request"}).json()["builds"]
+    assert [b["request"]["id"] for b in included] == [third, first]
     assert [b["commit"]["message"] for b in builds] == [f"{MARKER} third", f"{MARKER} first"]
     for build in builds:
         assert build["branch"]["name"] == "main"
