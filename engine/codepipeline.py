@@ -2,12 +2,24 @@
 
 botocore's own retries are turned off: a retry is the machine's decision, recorded in the
 history, not a sleep hidden in a worker thread.
+
+A report's error is sorted as CodePipeline documents it (PROTOCOL A1, A4; the model lists
+ValidationException, JobNotFoundException, InvalidJobStateException and, for a success,
+OutputVariablesSizeExceededException):
+
+- throttling, 5xx, 429 and lost connections: transient, RetryLater (retried by time);
+- the caller's credentials or permissions refused (AWS's common errors): RetryLater too, until
+  the job timeout: nothing in the report can change that, but someone fixing the IAM policy can;
+- InvalidJobStateException, JobNotFoundException: CodePipeline no longer wants a result
+  (Rejected);
+- anything else, ValidationException and OutputVariablesSizeExceededException first: this
+  report is refused for good, and sending it again cannot help. It is answered as
+  Failed(ConfigurationError, what was refused), and the machine sends less (engine.decide).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +27,11 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from engine import limits
 from engine.outcomes import (
     JSON,
     Acknowledged,
+    Failed,
     FailureType,
     Refused,
     Rejected,
@@ -29,11 +43,6 @@ from engine.outcomes import (
 if TYPE_CHECKING:
     from mypy_boto3_codepipeline import CodePipelineClient
 
-MAX_FAILURE_MESSAGE = 5000
-MAX_SUMMARY = 2048
-MAX_EXTERNAL_ID = 1500
-MAX_TOKEN = 2048
-MAX_OUTPUT_VARIABLES_BYTES = 122_880
 TOKEN_VERSION = 1
 
 _TRANSIENT = {
@@ -41,7 +50,13 @@ _TRANSIENT = {
     "InternalFailure", "InternalServerError", "ServiceUnavailable", "ServiceUnavailableException",
     "RequestTimeout", "RequestTimeoutException", "ConcurrentModificationException",
 }
-_OUTPUT_KEY = re.compile(r"^[A-Za-z0-9@\-_]+$")
+_CALLER_REFUSED = {
+    "AccessDeniedException", "AccessDenied", "UnrecognizedClientException",
+    "InvalidClientTokenId", "InvalidSignatureException", "SignatureDoesNotMatch",
+    "IncompleteSignature", "MissingAuthenticationToken", "ExpiredToken", "ExpiredTokenException",
+    "RequestExpired", "NotAuthorized", "OptInRequired",
+}
+"""AWS's common errors about the caller, not the request [CE]: a changed report cannot fix them."""
 
 
 def make_client(endpoint_url: str | None = None, region: str | None = None,
@@ -63,27 +78,21 @@ def make_client(endpoint_url: str | None = None, region: str | None = None,
                         config=config, aws_access_key_id=key_id, aws_secret_access_key=secret)
 
 
-def cut(text: str, limit: int) -> str:
-    """`text` within `limit` characters, saying so when it was cut."""
-    if len(text) <= limit:
-        return text
-    marker = " [...cut]"
-    return text[: limit - len(marker)] + marker
-
-
 def encode_token(job_id: str, run: Mapping[str, JSON], details: Mapping[str, JSON] | None,
-                 run_started_at: float | None) -> str:
+                 run_started_at: float | None, *, short: bool = False) -> str:
     """The continuation token: enough to resume the run even where the log is not at hand.
 
     It carries the action's run data (ids, never secrets) so a continuation job can pick up the
-    external run from the token alone; past 2048 characters only the job id is kept.
+    external run from the token alone; past CodePipeline's limit (engine.limits), or when
+    `short`, only the job id is kept (the continuation reads the run from the log).
     """
+    short_token = json.dumps({"v": TOKEN_VERSION, "job": job_id}, separators=(",", ":"))
+    if short:
+        return short_token
     payload = {"v": TOKEN_VERSION, "job": job_id, "run": dict(run), "details": details,
                "started": run_started_at}
     token = json.dumps(payload, separators=(",", ":"), sort_keys=True)
-    if len(token) > MAX_TOKEN:
-        token = json.dumps({"v": TOKEN_VERSION, "job": job_id}, separators=(",", ":"))
-    return token
+    return token if limits.CONTINUATION_TOKEN.fits(token) else short_token
 
 
 def decode_token(token: str) -> dict[str, Any] | None:
@@ -98,30 +107,29 @@ def decode_token(token: str) -> dict[str, Any] | None:
 
 
 def execution_details(details: RunDetails | Mapping[str, JSON] | None) -> dict[str, Any] | None:
+    """executionDetails as the API takes them, within its limits (a no-op on details the machine
+    fitted already, engine.decide; a guard for any other caller)."""
     if details is None:
         return None
-    if isinstance(details, Mapping):
-        found = RunDetails.from_json(details)
-        if found is None:
-            return None
-        details = found
+    if isinstance(details, RunDetails):
+        details = details.to_json()
+    fitted, _ = limits.fit_details(details)
+    found = RunDetails.from_json(fitted)
+    if found is None:
+        return None
     out: dict[str, Any] = {}
-    if details.summary:
-        out["summary"] = cut(details.summary, MAX_SUMMARY)
-    if details.external_id:
-        out["externalExecutionId"] = cut(str(details.external_id), MAX_EXTERNAL_ID)
-    if details.percent is not None:
-        out["percentComplete"] = max(0, min(100, int(details.percent)))
+    if found.summary:
+        out["summary"] = found.summary
+    if found.external_id:
+        out["externalExecutionId"] = str(found.external_id)
+    if found.percent is not None:
+        out["percentComplete"] = found.percent
     return out or None
 
 
 def output_variables(variables: Mapping[str, str]) -> dict[str, str]:
-    """Valid keys only, within the total size CodePipeline accepts (largest values dropped)."""
-    valid = {k: str(v) for k, v in variables.items() if _OUTPUT_KEY.match(k)}
-    while valid and sum(len(k) + len(v) for k, v in valid.items()) > MAX_OUTPUT_VARIABLES_BYTES:
-        largest = max(valid, key=lambda k: len(valid[k]))
-        del valid[largest]
-    return valid
+    """Valid keys only, within CodePipeline's quota (engine.limits.fit_output_variables)."""
+    return limits.fit_output_variables(variables)[0]
 
 
 def _code(error: ClientError) -> str:
@@ -139,6 +147,11 @@ def _transient(error: Exception) -> RetryLater | None:
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         if code in _TRANSIENT or status >= 500 or status == 429:
             return RetryLater(f"CodePipeline answered {_message(error)}")
+        if code in _CALLER_REFUSED:
+            return RetryLater(f"CodePipeline refused this worker's credentials or permissions "
+                              f"({_message(error)}); retried until the job times out, in case "
+                              "the IAM policy is fixed meanwhile (see README, Running against "
+                              "real AWS)")
         return None
     if isinstance(error, BotoCoreError):
         return RetryLater(f"cannot reach CodePipeline: {error}")
@@ -186,16 +199,18 @@ class CodePipeline:
 
     def report_progress(self, job_id: str, token: str,
                         details: Mapping[str, JSON] | None,
-                        maybe_landed: bool) -> Reported | Rejected | RetryLater:
-        kwargs: dict[str, Any] = {"jobId": job_id, "continuationToken": cut(token, MAX_TOKEN)}
+                        maybe_landed: bool) -> Reported | Rejected | RetryLater | Failed:
+        kwargs: dict[str, Any] = {"jobId": job_id,
+                                  "continuationToken": limits.CONTINUATION_TOKEN.fit(token)}
         shown = execution_details(details)
         if shown:
             kwargs["executionDetails"] = shown
-        return self._put(self.client.put_job_success_result, kwargs, maybe_landed)
+        return self._put(self.client.put_job_success_result, "progress report", kwargs,
+                         maybe_landed)
 
     def report_success(self, job_id: str, details: Mapping[str, JSON] | None,
                        variables: Mapping[str, str],
-                       maybe_landed: bool) -> Reported | Rejected | RetryLater:
+                       maybe_landed: bool) -> Reported | Rejected | RetryLater | Failed:
         kwargs: dict[str, Any] = {"jobId": job_id}
         shown = execution_details(details)
         if shown:
@@ -203,25 +218,26 @@ class CodePipeline:
         outputs = output_variables(variables)
         if outputs:
             kwargs["outputVariables"] = outputs
-        return self._put(self.client.put_job_success_result, kwargs, maybe_landed)
+        return self._put(self.client.put_job_success_result, "success report", kwargs,
+                         maybe_landed)
 
     def report_failure(self, job_id: str, failure_type: str, message: str,
                        external_id: str | None,
-                       maybe_landed: bool) -> Reported | Rejected | RetryLater:
+                       maybe_landed: bool) -> Reported | Rejected | RetryLater | Failed:
         try:
             kind = FailureType(failure_type).value
         except ValueError:
             kind = FailureType.JOB_FAILED.value
         failure: dict[str, Any] = {"type": kind,
-                                   "message": cut(message or "failed", MAX_FAILURE_MESSAGE)}
+                                   "message": limits.FAILURE_MESSAGE.fit(message or "failed")}
         if external_id:
-            failure["externalExecutionId"] = cut(external_id, MAX_EXTERNAL_ID)
-        return self._put(self.client.put_job_failure_result,
+            failure["externalExecutionId"] = limits.EXTERNAL_ID.fit(external_id)
+        return self._put(self.client.put_job_failure_result, "failure report",
                          {"jobId": job_id, "failureDetails": failure}, maybe_landed)
 
     @staticmethod
-    def _put(call: Any, kwargs: dict[str, Any],
-             maybe_landed: bool) -> Reported | Rejected | RetryLater:
+    def _put(call: Any, what: str, kwargs: dict[str, Any],
+             maybe_landed: bool) -> Reported | Rejected | RetryLater | Failed:
         try:
             call(**kwargs)
         except ClientError as error:
@@ -238,10 +254,20 @@ class CodePipeline:
                 return Rejected("CodePipeline no longer wants a result for this job "
                                 f"({_message(error)}): stopped, abandoned or timed out")
             if code == "JobNotFoundException":
+                if maybe_landed:
+                    # CodePipeline removes completed jobs after a while (PROTOCOL A2, A5): the
+                    # earlier attempt may have completed it. As above, counted as delivered.
+                    return Reported("CodePipeline no longer knows the job (JobNotFoundException) "
+                                    "after an earlier attempt of this report may have landed and "
+                                    "completed it; counted as delivered")
                 return Rejected(f"CodePipeline no longer knows the job ({_message(error)})")
-            return _transient(error) or RetryLater(
-                f"CodePipeline refused the report ({_message(error)})"
-            )
+            transient = _transient(error)
+            if transient is not None:
+                return transient
+            # Refused for good: the same report would be refused again (PROTOCOL A4).
+            operation = error.operation_name or "the call"
+            return Failed(FailureType.CONFIGURATION_ERROR,
+                          f"{operation} ({what}) refused: {_message(error)}")
         except BotoCoreError as error:
             return RetryLater(f"cannot reach CodePipeline: {error}")
         return Reported()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from tenacity import RetryCallState, Retrying, wait_exponential, wait_random
 
+from engine import limits
 from engine.machine import Effect, JobState, effect_of
 from engine.outcomes import (
     JSON,
@@ -128,6 +129,8 @@ def decide(
             return [NewEvent("continuation_reported", {"due_at": deadline})]
         if isinstance(outcome, Rejected):
             return [NewEvent("job_rejected", {"reason": outcome.reason})]
+        if isinstance(outcome, Failed):
+            return _refused(job, outcome, now, policy, worker)
     elif state is JobState.AWAITING_CONTINUATION and isinstance(outcome, Expired):
         if not outcome.polled:
             return [NewEvent("continuation_postponed", {
@@ -144,8 +147,15 @@ def decide(
             return [NewEvent("result_reported", {"note": outcome.note} if outcome.note else {})]
         if isinstance(outcome, Rejected):
             return [NewEvent("job_rejected", {"reason": outcome.reason})]
+        if isinstance(outcome, Failed):
+            return _refused(job, outcome, now, policy, worker)
     elif state in (JobState.CANCELLING, JobState.TIMING_OUT) and isinstance(outcome, Cancelled):
         return [_cancelled(job, outcome)]
+    if state in _GONE_FROM and isinstance(outcome, Rejected):
+        # GetJobDetails answered JobNotFoundException while the job's secrets were fetched
+        # again (engine.effects): CodePipeline finished with the job long ago. Nothing can be
+        # reported or cancelled without them, and asking again cannot bring the job back.
+        return [NewEvent("job_rejected", {"reason": outcome.reason})]
     raise NoDecision(
         f"job {job.job_id}: no rule for outcome {type(outcome).__name__} in state {state.value!r}"
     )
@@ -260,49 +270,186 @@ def _report_due(job: Job, outcome: InProgress, now: float, policy: Policy) -> bo
 
 
 def _hand_on(details: RunDetails | None, run: Mapping[str, JSON] | None = None) -> NewEvent:
-    data: dict[str, JSON] = {"report": {"details": details.to_json() if details else None}}
+    shown, notes = limits.fit_details(details.to_json() if details else None)
+    data: dict[str, JSON] = {"report": {"details": shown}}
     if details is not None:
         data["details"] = details.to_json()
     if run:
         data["run"] = dict(run)
-    return NewEvent("progress_changed", data)
+    return NewEvent("progress_changed", _noted(data, notes))
 
 
 def _succeeded(outcome: Done) -> NewEvent:
+    """The success report, fixed here and fitted to CodePipeline's limits (engine.limits): what
+    had to be cut or dropped is said in the event, so `inspect` shows it."""
     details = outcome.details.to_json() if outcome.details else None
-    data: dict[str, JSON] = {
-        "report": {"details": details, "output_variables": dict(outcome.output_variables)},
-    }
+    shown, notes = limits.fit_details(details)
+    variables, dropped = limits.fit_output_variables(outcome.output_variables)
+    data: dict[str, JSON] = {"report": {"details": shown, "output_variables": variables}}
     if details:
         data["details"] = details
     if outcome.data:
         data["run"] = dict(outcome.data)
-    return NewEvent("run_succeeded", data)
+    return NewEvent("run_succeeded", _noted(data, notes + dropped))
 
 
 def _failed(outcome: Failed) -> NewEvent:
     details = outcome.details.to_json() if outcome.details else None
+    message = outcome.message or "failed"
+    fitted = limits.FAILURE_MESSAGE.fit(message)
+    notes = [] if fitted == message else [
+        f"message cut from {limits.FAILURE_MESSAGE.measure(message):,} to "
+        f"{limits.FAILURE_MESSAGE.describe()}"]
     data: dict[str, JSON] = {
         "reason": outcome.message,
         "report": {
             "failure_type": outcome.failure_type.value,
-            "message": outcome.message,
+            "message": fitted,
             "details": details,
         },
     }
     if details:
         data["details"] = details
-    return NewEvent("run_failed", data)
+    return NewEvent("run_failed", _noted(data, notes))
+
+
+def _noted(data: dict[str, JSON], notes: list[str]) -> dict[str, JSON]:
+    if notes:
+        data["note"] = "to fit CodePipeline's limits: " + "; ".join(notes)
+    return data
+
+
+# --- reports CodePipeline refuses ---------------------------------------------------------------
+
+_REPORT_KIND = {JobState.HANDING_ON: "progress", JobState.REPORTING_SUCCESS: "success",
+                JobState.REPORTING_FAILURE: "failure"}
+
+_GONE_FROM = frozenset({JobState.SUBMITTED, JobState.RUNNING, JobState.TIMING_OUT,
+                        JobState.CANCELLING})
+"""States whose effect needs the job's secrets, so may learn that CodePipeline forgot the job."""
+
+
+def _refused(job: Job, outcome: Failed, now: float, policy: Policy,
+             worker: str) -> list[NewEvent]:
+    """CodePipeline refused the report as it is, for good (engine.codepipeline answers a
+    permanent refusal as Failed): send less, and when nothing is left to drop, say it otherwise.
+
+    Each step is recorded (report_degraded: what was dropped, and the refusal that made it), so
+    `inspect` shows why the pipeline saw less than the action said. A success that cannot be
+    said at all becomes a ConfigurationError failure naming the refusal; a progress report, a
+    failure of the job after its run is cancelled; the shortest failure report, refused too, is
+    retried as a failure nobody expected (bounded by the attempts, then gave_up).
+    """
+    kind = _REPORT_KIND[job.state]
+    refusal = limits.fit_refusal(outcome.message)
+    report = dict(job.pending or {})
+    lesser = _degraded(kind, report, job, refusal)
+    if lesser is not None:
+        smaller, dropped = lesser
+        return [NewEvent("report_degraded", {
+            "reason": f"CodePipeline refused the {kind} report ({refusal}); sending it again "
+                      f"with {'; '.join(dropped)}",
+            "refused": refusal, "dropped": dropped, "report": smaller})]
+    if kind == "success":
+        message = (f"The external run succeeded{_run_named(job)}, but CodePipeline refused to "
+                   "take that as a success, even without output variables and execution "
+                   f"details: {refusal}. Fix: see `cpworker inspect {job.job_id}`; retrying "
+                   "the stage runs the action again")
+        return [NewEvent("success_undeliverable", {
+            "reason": message,
+            "report": {"failure_type": FailureType.CONFIGURATION_ERROR.value,
+                       "message": limits.FAILURE_MESSAGE.fit(message), "details": None}})]
+    if kind == "progress":
+        message = (f"CodePipeline refused every form of the progress report{_run_named(job)} "
+                   f"({refusal}), so the job cannot hand on to a continuation")
+        return [NewEvent("progress_undeliverable", {
+            "reason": message,
+            "report": {"failure_type": FailureType.CONFIGURATION_ERROR.value,
+                       "message": limits.FAILURE_MESSAGE.fit(message), "details": None}})]
+    return _retry(job, RetryLater(f"CodePipeline refused even the shortest failure report: "
+                                  f"{refusal}", transient=False,
+                                  failure_type=FailureType.CONFIGURATION_ERROR),
+                  now, policy, worker)
+
+
+def _run_named(job: Job) -> str:
+    return f" ({job.external_id})" if job.external_id else ""
+
+
+def _degraded(kind: str, report: dict[str, JSON], job: Job,
+              refusal: str) -> tuple[dict[str, JSON], list[str]] | None:
+    """The next, smaller form of a refused report and what it leaves out; None: nothing left.
+
+    One rung per refusal, skipping rungs that would change nothing. A success or progress
+    report: its texts fitted again in UTF-8 bytes, the strictest measure the service might use
+    (engine.limits); its execution details dropped (the console's summary matters less than
+    the output variables later actions may read); its output variables dropped; for a progress
+    report the token cut to the job id. OutputVariablesSizeExceededException drops the
+    variables first: the service said what it could not take. A failure report: its texts in
+    UTF-8 bytes, then the message in ASCII, 1,000 characters at most, without an external id.
+    """
+    if kind in ("success", "progress"):
+        variables = report.get("output_variables") or {}
+        details = report.get("details")
+        Rung = tuple[dict[str, JSON], list[str]] | None
+        strict: Rung = None
+        if details and not report.get("strict"):
+            fitted, notes = limits.fit_details(details, limits.Unit.UTF8)
+            if notes:
+                strict = ({**report, "details": fitted, "strict": True},
+                          ["execution details fitted in UTF-8 bytes: " + "; ".join(notes)])
+        no_details: Rung = None if not details else (
+            {**report, "details": None, "strict": True},
+            ["its execution details (summary, external id, percent) dropped"])
+        no_variables: Rung = None if not variables else (
+            {**report, "output_variables": {}},
+            [f"its {len(variables)} output variable(s) dropped "
+             f"({limits.output_variables_size(variables):,} bytes)"])
+        rungs = [strict, no_details, no_variables]
+        if "OutputVariablesSizeExceededException" in refusal:
+            rungs = [no_variables, strict, no_details]
+        if kind == "progress" and not report.get("short_token"):
+            rungs.append(({**report, "short_token": True},
+                          ["the continuation token cut to the job id"]))
+        return next((rung for rung in rungs if rung is not None), None)
+    message = str(report.get("message") or "failed")
+    external = report.get("external_id", job.external_id)
+    if not report.get("strict"):
+        strict_message = limits.FAILURE_MESSAGE.fit(message, limits.Unit.UTF8)
+        strict_id = None if external is None else limits.EXTERNAL_ID.fit(str(external),
+                                                                          limits.Unit.UTF8)
+        if strict_message != message or strict_id != external:
+            return ({**report, "message": strict_message, "external_id": strict_id,
+                     "strict": True},
+                    [f"the message and external id fitted in UTF-8 bytes "
+                     f"({limits.FAILURE_MESSAGE.describe(limits.Unit.UTF8)})"])
+    shortest = limits.fit_text(limits.ascii_only(message), _SHORTEST_MESSAGE,
+                               limits.Unit.CODE_POINTS)
+    if not report.get("minimal") and (shortest != message or external is not None):
+        return ({**report, "message": shortest, "external_id": None, "strict": True,
+                 "minimal": True},
+                [f"the message in ASCII, {_SHORTEST_MESSAGE:,} characters at most, and no "
+                 "external id"])
+    return None
+
+
+_SHORTEST_MESSAGE = 1000
+"""The failure message's last form: ASCII (the same size in every unit), far inside 5,000."""
 
 
 def _cancelled(job: Job, outcome: Cancelled) -> NewEvent:
     data: dict[str, JSON] = {"ok": outcome.ok, "message": outcome.message}
     if job.state is JobState.TIMING_OUT:
         reason = job.reason or "the action's time budget ran out"
+        # A refused progress report left its failure type pending (progress_undeliverable);
+        # a spent time budget left none: the run failed.
+        pending = job.pending or {}
+        kind = pending.get("failure_type") or FailureType.JOB_FAILED.value
         data["report"] = {
-            "failure_type": FailureType.JOB_FAILED.value,
-            "message": f"{reason}; the external run was "
-            + ("cancelled" if outcome.ok else f"not cancelled ({outcome.message})"),
+            "failure_type": kind,
+            "message": limits.FAILURE_MESSAGE.fit(
+                f"{reason}; the external run was "
+                + ("cancelled" if outcome.ok else f"not cancelled ({outcome.message})")),
             "details": dict(job.details) if job.details else None,
         }
     return NewEvent("run_cancelled", data)

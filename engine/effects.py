@@ -28,10 +28,9 @@ from engine.outcomes import (
     Done,
     Expired,
     Failed,
-    FailureType,
     InProgress,
     Outcome,
-    Refused,
+    Rejected,
     RetryLater,
     RunDetails,
 )
@@ -121,25 +120,29 @@ class Effects:
         maybe_landed = job.attempt > 0 or job.updated_at < self.started_at
         pending = job.pending or {}
         if effect is Effect.REPORT_PROGRESS:
-            token = encode_token(job.job_id, job.run, job.details, job.run_started_at)
+            token = encode_token(job.job_id, job.run, job.details, job.run_started_at,
+                                 short=bool(pending.get("short_token")))
             return cp.report_progress(job.job_id, token, pending.get("details"), maybe_landed)
         if effect is Effect.REPORT_SUCCESS:
             return cp.report_success(job.job_id, pending.get("details"),
                                      pending.get("output_variables") or {}, maybe_landed)
         if effect is Effect.REPORT_FAILURE:
             message = self.vault.scrub(str(pending.get("message") or job.reason or "failed"))
+            # A degraded failure report says which external id to send, None included.
+            external = pending.get("external_id", job.external_id)
             return cp.report_failure(job.job_id, str(pending.get("failure_type", "JobFailed")),
-                                     message, job.external_id, maybe_landed)
+                                     message, None if external is None else str(external),
+                                     maybe_landed)
         action = self.actions.get(job.action)
         if action is None:  # claims are filtered by action (engine.scheduler): never here
             return RetryLater(f"this worker does not run the action {job.action!r}; "
                               "left to a worker that does", transient=False, counted=False)
         context = self._context(job, action)
-        if isinstance(context, (RetryLater, Failed, Refused)):
-            if effect is Effect.CANCEL:
-                return Cancelled(False, getattr(context, "reason", "") or "no job details")
-            if isinstance(context, Refused):
-                return Failed(FailureType.SYSTEM_UNAVAILABLE, context.reason)
+        if isinstance(context, Rejected):
+            return context  # the job is over in CodePipeline: recorded, nothing retried
+        if isinstance(context, RetryLater):
+            if effect is Effect.CANCEL:  # cancelling is best effort: no retries for it
+                return Cancelled(False, context.reason or "no job details")
             return context
         if effect is Effect.SUBMIT:
             with self._called_lock:
@@ -153,7 +156,7 @@ class Effects:
             return action.cancel(context)
         raise AssertionError(f"no executor for effect {effect.value}")
 
-    def _secrets(self, job: Job) -> JobSecrets | RetryLater | Refused:
+    def _secrets(self, job: Job) -> JobSecrets | RetryLater | Rejected:
         now = self.clock.now()
         held = self.vault.get(job.job_id, now)
         if held is not None:
@@ -163,8 +166,14 @@ class Effects:
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             if code == "JobNotFoundException":
-                return Refused("GetJobDetails: CodePipeline no longer knows the job, so its "
-                               "configuration and credentials cannot be fetched again")
+                # CodePipeline removes completed jobs after a while (PROTOCOL A2 "Job
+                # retention", A5): the job ended without this worker (stopped, timed out, or
+                # finished by an earlier report), and asking again cannot bring it back.
+                return Rejected("GetJobDetails answered JobNotFoundException: CodePipeline no "
+                                "longer knows the job (it ended without this worker: stopped, "
+                                "timed out or already reported, then removed), so its "
+                                "configuration and credentials cannot be fetched again; "
+                                "nothing more is done for it")
             return RetryLater(f"GetJobDetails failed: {code}")
         except BotoCoreError as error:
             return RetryLater(f"GetJobDetails failed: cannot reach CodePipeline: {error}")
@@ -175,7 +184,7 @@ class Effects:
         found = self.vault.get(job.job_id, now)
         return found if found is not None else RetryLater("the secret vault is too small")
 
-    def _context(self, job: Job, action: Action) -> JobContext | RetryLater | Failed | Refused:
+    def _context(self, job: Job, action: Action) -> JobContext | RetryLater | Rejected:
         secrets = self._secrets(job)
         if not isinstance(secrets, JobSecrets):
             return secrets

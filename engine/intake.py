@@ -18,9 +18,10 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from engine import limits
 from engine.action import Action, ActionDefinition
 from engine.clock import Clock
-from engine.codepipeline import MAX_TOKEN, decode_token
+from engine.codepipeline import decode_token
 from engine.errors import ConcurrencyConflict, CpworkerError, StoreFailure, StoreUnavailable
 from engine.jobdata import configuration_of, credentials_of, mapping, recorded_configuration, text
 from engine.machine import JobState
@@ -211,8 +212,8 @@ class Intake:
             return
         item.data["continues"] = continues
         if "run" not in payload:
-            # Past MAX_TOKEN characters the token keeps only the job id: the run is read from
-            # the job it continues, in this database.
+            # Past CodePipeline's token limit the token keeps only the job id: the run is read
+            # from the job it continues, in this database.
             item.shortened = continues
             return
         run, details, started = payload.get("run"), payload.get("details"), payload.get("started")
@@ -265,10 +266,11 @@ class Intake:
         if previous is None:
             item.problems.append(
                 f"its continuation token was shortened to the id of the job it continues "
-                f"({item.shortened}) because the run data passed {MAX_TOKEN} characters, and "
-                "that job is not in this worker's database, so the external run cannot be "
-                "found. Fix: run the workers of this action on one shared database, then retry "
-                "the stage")
+                f"({item.shortened}) because the run data passed "
+                f"{limits.CONTINUATION_TOKEN.describe()} (or CodePipeline refused the longer "
+                "token), and that job is not in this worker's database, so the external run "
+                "cannot be found. Fix: run the workers of this action on one shared database, "
+                "then retry the stage")
             return
         item.data["run"] = dict(previous.run)
         item.data["details"] = None if previous.details is None else dict(previous.details)

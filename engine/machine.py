@@ -33,7 +33,9 @@ class JobState(str, Enum):
     REPORTING_SUCCESS = "reporting_success"
     REPORTING_FAILURE = "reporting_failure"
     TIMING_OUT = "timing_out"
-    """The action's time budget is spent: cancel the external run, then report a failure."""
+    """The job must end in a failure while its external run goes on (the action's time budget
+    is spent, or CodePipeline refused every form of a progress report): cancel the run, then
+    report the failure."""
     CANCELLING = "cancelling"
     """Nobody wants the run any more: cancel it, then stop."""
     SUCCEEDED = "succeeded"
@@ -41,7 +43,8 @@ class JobState(str, Enum):
     HANDED_ON = "handed_on"
     """A continuation job of the same execution took over."""
     ABANDONED = "abandoned"
-    """CodePipeline no longer wants a result (stopped, timed out), or reporting was given up."""
+    """CodePipeline no longer wants a result (stopped, timed out, the job gone), or it refused
+    even the shortest failure report, or its job timeout passed while it could not be reached."""
     LOST = "lost"
     """Another worker holds the job, or CodePipeline withdrew it before acknowledgement. Final,
     unless CodePipeline hands the job to this worker again (redispatched)."""
@@ -88,8 +91,16 @@ TRANSITIONS: list[tuple[str, list[JobState] | JobState, JobState | None]] = [
     ("run_timed_out", S.RUNNING, S.TIMING_OUT),
     ("result_reported", S.REPORTING_SUCCESS, S.SUCCEEDED),
     ("result_reported", S.REPORTING_FAILURE, S.FAILED),
+    # A report CodePipeline refuses as it is (ValidationException...) is sent again with less
+    # in it; what it can no longer say as a success, it says as a failure.
+    ("report_degraded", [S.HANDING_ON, S.REPORTING_SUCCESS, S.REPORTING_FAILURE], None),
+    ("success_undeliverable", S.REPORTING_SUCCESS, S.REPORTING_FAILURE),
+    ("progress_undeliverable", S.HANDING_ON, S.TIMING_OUT),
     ("job_rejected", S.HANDING_ON, S.CANCELLING),
-    ("job_rejected", [S.REPORTING_SUCCESS, S.REPORTING_FAILURE], S.ABANDONED),
+    # CodePipeline no longer wants a result, or no longer knows the job (GetJobDetails answered
+    # JobNotFoundException): without the job's secrets nothing more can be done for it.
+    ("job_rejected", [S.SUBMITTED, S.RUNNING, S.REPORTING_SUCCESS, S.REPORTING_FAILURE,
+                      S.TIMING_OUT, S.CANCELLING], S.ABANDONED),
     ("run_cancelled", S.CANCELLING, S.ABANDONED),
     ("run_cancelled", S.TIMING_OUT, S.REPORTING_FAILURE),
     ("gave_up", [S.HANDING_ON, S.REPORTING_SUCCESS, S.REPORTING_FAILURE], S.ABANDONED),

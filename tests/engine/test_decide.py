@@ -209,8 +209,8 @@ def test_a_report_is_given_up_only_when_codepipeline_can_no_longer_take_it() -> 
 
 def test_failures_nobody_expected_still_end_after_the_attempts() -> None:
     current = job(JobState.REPORTING_SUCCESS, attempt=2)
-    events, after = step(current, RetryLater("ValidationException", transient=False), NOW,
-                         POLICY)
+    events, after = step(current, RetryLater("report_success raised KeyError: 'x'",
+                                             transient=False), NOW, POLICY)
     assert types(events) == ["gave_up"] and after.state is JobState.ABANDONED
 
 
@@ -312,3 +312,114 @@ def test_tenacity_backoff_grows_and_stays_bounded() -> None:
     samples = [backoff(n) for n in range(1, 12)]
     assert samples[0] < 3.0 and max(samples) <= 60.0
     assert samples[-1] > samples[1]
+
+
+# --- reports CodePipeline refuses for good -------------------------------------------------------
+
+EMOJI = "\U0001f600"
+REFUSED = Failed(FailureType.CONFIGURATION_ERROR,
+                 "PutJobSuccessResult (success report) refused: ValidationException: 1 "
+                 "validation error detected")
+
+
+def test_a_success_too_big_for_codepipeline_is_fitted_before_it_is_sent_and_says_so() -> None:
+    done = Done(RunDetails("b-1", EMOJI * 3000, 100),
+                {"Big": "x" * 200_000, "RunId": "b-1", "no spaces!": "y"})
+    events, after = step(job(JobState.RUNNING), done, NOW, POLICY)
+    assert types(events) == ["run_succeeded"]
+    assert after.pending is not None
+    assert after.pending["output_variables"] == {"RunId": "b-1"}
+    assert len(after.pending["details"]["summary"]) < 1030
+    note = str(events[0].data["note"])
+    assert "summary cut from 6,000 to 2,048 UTF-16 code units" in note
+    assert "Big" in note and "no spaces!" in note
+    assert after.details is not None and after.details["summary"] == EMOJI * 3000  # as said
+
+
+def test_a_refused_success_is_sent_with_less_then_delivered_as_a_failure() -> None:
+    _, current = step(job(JobState.RUNNING, external_id="b-1"),
+                      Done(RunDetails("b-1", EMOJI * 3000, 100), {"RunId": "b-1"}), NOW, POLICY)
+    dropped = []
+    for _ in range(3):
+        events, current = step(current, REFUSED, NOW, POLICY)
+        assert types(events) == ["report_degraded"], events
+        assert current.state is JobState.REPORTING_SUCCESS and current.next_due_at == NOW
+        assert "ValidationException" in str(current.reason)
+        dropped.append(events[0].data["dropped"])
+    # The console's texts go before the variables later actions may read.
+    assert "fitted in UTF-8 bytes" in str(dropped[0])
+    assert "execution details" in str(dropped[1])
+    assert "output variable(s) dropped" in str(dropped[2]) and current.pending is not None
+    assert current.pending["details"] is None and current.pending["output_variables"] == {}
+    events, current = step(current, REFUSED, NOW, POLICY)
+    assert types(events) == ["success_undeliverable"]
+    assert current.state is JobState.REPORTING_FAILURE and current.pending is not None
+    assert current.pending["failure_type"] == "ConfigurationError"
+    message = str(current.pending["message"])
+    assert message.startswith("The external run succeeded (b-1), but CodePipeline refused")
+    assert "ValidationException" in message and "cpworker inspect j" in message
+    _, current = step(current, Reported(), NOW, POLICY)
+    assert current.state is JobState.FAILED  # delivered: never abandoned
+
+
+def test_variables_the_service_cannot_take_are_dropped_first() -> None:
+    _, current = step(job(JobState.RUNNING),
+                      Done(RunDetails("b-1", EMOJI * 3000, 100), {"RunId": "b-1"}), NOW, POLICY)
+    too_big = Failed(FailureType.CONFIGURATION_ERROR, "PutJobSuccessResult (success report) "
+                     "refused: OutputVariablesSizeExceededException: Exceeded the total size")
+    events, current = step(current, too_big, NOW, POLICY)
+    assert events[0].data["dropped"] == ["its 1 output variable(s) dropped (15 bytes)"]
+    assert current.pending is not None and current.pending["details"]["summary"]
+
+
+def test_a_refused_failure_report_is_shortened_then_retried_by_attempts() -> None:
+    failing = job(JobState.REPORTING_FAILURE, external_id="\u00e9" * 1400,
+                  pending={"failure_type": "JobFailed", "message": "\u00e9" * 4000,
+                           "details": None})
+    events, current = step(failing, REFUSED, NOW, POLICY)
+    assert types(events) == ["report_degraded"] and current.pending is not None
+    assert len(str(current.pending["message"]).encode()) <= 5000
+    assert len(str(current.pending["external_id"]).encode()) <= 1500
+    events, current = step(current, REFUSED, NOW, POLICY)
+    assert types(events) == ["report_degraded"] and current.pending is not None
+    assert str(current.pending["message"]).isascii()
+    assert current.pending["external_id"] is None
+    for attempt in (1, 2):
+        events, current = step(current, REFUSED, NOW, POLICY)
+        assert types(events) == ["attempt_failed"] and current.attempt == attempt
+    events, current = step(current, REFUSED, NOW, POLICY)
+    assert types(events) == ["gave_up"] and current.state is JobState.ABANDONED
+    assert "refused even the shortest failure report" in str(current.reason)
+
+
+def test_a_short_failure_refused_skips_the_rungs_that_change_nothing() -> None:
+    failing = job(JobState.REPORTING_FAILURE,
+                  pending={"failure_type": "JobFailed", "message": "it broke", "details": None})
+    events, _ = step(failing, REFUSED, NOW, POLICY)
+    assert types(events) == ["attempt_failed"]
+
+
+def test_a_refused_progress_report_ends_in_a_cancelled_run_and_a_delivered_failure() -> None:
+    _, current = step(job(JobState.RUNNING, run_started_at=NOW - 10, external_id="b-1"),
+                      InProgress(RunDetails("b-1", "building")), NOW, POLICY)
+    assert current.state is JobState.HANDING_ON
+    seen = []
+    while current.state is JobState.HANDING_ON:
+        events, current = step(current, REFUSED, NOW, POLICY)
+        seen += types(events)
+    assert seen == ["report_degraded", "report_degraded", "progress_undeliverable"]
+    assert current.state is JobState.TIMING_OUT
+    events, current = step(current, Cancelled(True, "cancelled"), NOW, POLICY)
+    assert current.state is JobState.REPORTING_FAILURE and current.pending is not None
+    assert current.pending["failure_type"] == "ConfigurationError"
+    assert "refused every form of the progress report" in str(current.pending["message"])
+    assert "the external run was cancelled" in str(current.pending["message"])
+
+
+@pytest.mark.parametrize("state", [JobState.SUBMITTED, JobState.RUNNING, JobState.TIMING_OUT,
+                                   JobState.CANCELLING])
+def test_a_job_codepipeline_forgot_is_recorded_as_over_without_retries(state: JobState) -> None:
+    gone = Rejected("GetJobDetails answered JobNotFoundException")
+    events, after = step(job(state), gone, NOW, POLICY)
+    assert types(events) == ["job_rejected"] and after.state is JobState.ABANDONED
+    assert after.reason == gone.reason and after.next_due_at is None
