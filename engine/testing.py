@@ -64,11 +64,16 @@ class ActionHarness:
         clock: FakeClock | None = None,
         continuation_delay: float = 0.0,
         register: bool = True,
+        emulator_options: Mapping[str, Any] | None = None,
     ) -> None:
+        """`emulator_options`: more CodePipelineEmulator settings (length_unit,
+        job_retention, max_batch_size...), to test an action against another reading of the
+        service."""
         self.action = action
         self.clock = clock or FakeClock()
         self.emulator = CodePipelineEmulator(clock=self.clock,
-                                             continuation_delay=continuation_delay)
+                                             continuation_delay=continuation_delay,
+                                             **dict(emulator_options or {}))
         self.server = EmulatorServer(self.emulator).start()
         self.client = codepipeline_client(self.server.url)
         if register:

@@ -26,6 +26,7 @@ _START_KEYS = {
     "input_artifacts",
     "output_artifacts",
     "encryption_key",
+    "revision",
 }
 
 
@@ -107,10 +108,11 @@ def _start(emulator: CodePipelineEmulator, request: Request, match: re.Match[str
     configuration = body.get("configuration") or {}
     if not all(isinstance(v, str) for v in configuration.values()):
         raise _AdminError(400, "configuration values must be strings, as CodePipeline stores them")
-    for key in ("pipeline_name", "stage", "action", "encryption_key"):
+    for key in ("pipeline_name", "stage", "action", "encryption_key", "revision"):
         _typed(body, key, (str,), "a string")
     for key in ("input_artifacts", "output_artifacts"):
-        _typed(body, key, (int, list), "a count or a list of artifact names")
+        _typed(body, key, (int, list), "a count or a list of artifact names (input artifacts "
+               'also as {"name", "revision"} objects)')
     kwargs = {k: v for k, v in body.items() if k not in ("action_type", "configuration")}
     started = emulator.start_execution(body["action_type"], configuration, **kwargs)
     return Response.json(201, started)
@@ -132,6 +134,25 @@ def _tamper(emulator: CodePipelineEmulator, request: Request, match: re.Match[st
     _typed(body, "configuration", (dict,), "an object")
     emulator.tamper(match["id"], body.get("configuration") or {})
     return Response.json(200, emulator.execution(match["id"]))
+
+
+def _get_refusals(emulator: CodePipelineEmulator, request: Request,
+                  match: re.Match[str]) -> Response:
+    return Response.json(200, {"refusals": emulator.refusals.as_dict()})
+
+
+def _refuse(emulator: CodePipelineEmulator, request: Request, match: re.Match[str]) -> Response:
+    body = _body(request, {"operation", "code", "message", "times"})
+    if "operation" not in body:
+        raise _AdminError(400, 'operation is required, e.g. "PutJobSuccessResult"')
+    _typed(body, "operation", (str,), "an operation name")
+    _typed(body, "message", (str,), "a string")
+    _typed(body, "times", (int,), "a whole number of calls")
+    code = body.get("code", "ValidationException")
+    if code is not None and not isinstance(code, str):
+        raise _AdminError(400, f"code must be an error code or null (lifts it), not {code!r}")
+    emulator.refuse(body["operation"], code, body.get("message"), body.get("times"))
+    return Response.json(200, {"refusals": emulator.refusals.as_dict()})
 
 
 def _executions(emulator: CodePipelineEmulator, request: Request, match: re.Match[str]) -> Response:
@@ -207,6 +228,8 @@ _ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("GET", "/action-types", _action_types),
         ("GET", "/calls", _calls),
         ("GET", "/faults", _get_faults),
+        ("GET", "/refusals", _get_refusals),
+        ("POST", "/refusals", _refuse),
         ("POST", "/faults", _set_faults),
         ("POST", "/clock/advance", _advance),
         ("POST", "/reset", _reset),

@@ -141,24 +141,53 @@ def _issue_credentials(job: Job, rng: random.Random) -> dict[str, str]:
 
 
 def artifacts(
-    given: int | Sequence[str],
+    given: int | Sequence[str | Mapping[str, str]],
     limits: Mapping[str, int],
     *,
     side: str,
     pipeline: str,
     bucket: str,
     rng: random.Random,
+    revision: str | None = None,
 ) -> list[dict[str, Any]]:
     """Input or output artifacts for a new execution, within the action type's counts.
 
-    Inputs carry a revision (a commit-like hash); outputs only a location, as AWS sends them.
-    Object keys are shortened the way CodePipeline shortens them for its credential policies.
+    Inputs carry a revision (PROTOCOL A3: what the source action produced; a 40-hex commit id
+    unless `revision`, or the artifact's own {"name", "revision"}, gives one); outputs only a
+    location, as AWS sends them. Object keys are shortened the way CodePipeline shortens them
+    for its credential policies.
     """
+    revisions: dict[str, str] = {}
     if isinstance(given, int):
         prefix = "SourceArtifact" if side == "input" else "OutputArtifact"
         names = [prefix if i == 0 else f"{prefix}{i + 1}" for i in range(given)]
     else:
-        names = list(given)
+        names = []
+        for item in given:
+            if isinstance(item, str):
+                names.append(item)
+                continue
+            if side != "input" or not isinstance(item, Mapping) or set(item) - {"name",
+                                                                                 "revision"}:
+                raise ValueError(f"an {side} artifact is a name"
+                                 + (' or {"name", "revision"}' if side == "input" else "")
+                                 + f", not {item!r}")
+            name = item.get("name")
+            if not isinstance(name, str):
+                raise ValueError(f"an input artifact needs a name: {dict(item)!r}")
+            names.append(name)
+            if item.get("revision") is not None:
+                revisions[name] = item["revision"]
+    if revision is not None:
+        if side != "input":
+            raise ValueError("only input artifacts carry a revision")
+        for name in names:
+            revisions.setdefault(name, revision)
+    for name, value in revisions.items():
+        # model Revision: 1-1500 characters (PROTOCOL A3)
+        if not isinstance(value, str) or not 1 <= len(value) <= 1500:
+            raise ValueError(f"the revision of input artifact {name} must be 1-1500 "
+                             f"characters, not {value!r}")
     low, high = limits["minimumCount"], limits["maximumCount"]
     if not low <= len(names) <= high:
         raise ValueError(f"the action type takes {low}-{high} {side} artifacts, not {len(names)}")
@@ -178,12 +207,13 @@ def artifacts(
             },
         }
         if side == "input":
-            artifact["revision"] = f"{rng.getrandbits(160):040x}"
+            drawn = f"{rng.getrandbits(160):040x}"  # drawn always: seeded ids do not shift
+            artifact["revision"] = revisions.get(name, drawn)
         out.append(artifact)
     return out
 
 
-def job_view(job: Job) -> dict[str, Any]:
+def job_view(job: Job, forgotten_at: float | None = None) -> dict[str, Any]:
     """A job for tests and the admin API. It shows the nonce, the configuration and every set
     of artifact credentials issued, on purpose: a worker's tests need them to assert that the
     worker used the right nonce and kept no secret. Never log it."""
@@ -204,6 +234,8 @@ def job_view(job: Job) -> dict[str, Any]:
         "dispatchedAt": job.dispatched_at,
         "acknowledgedAt": job.acknowledged_at,
         "completedAt": job.completed_at,
+        "forgottenAt": forgotten_at,
+        "inputArtifacts": copy.deepcopy(execution.input_artifacts),
         "configuration": dict(execution.configuration),
         "artifactCredentials": copy.deepcopy(job.issued_credentials),
         "results": copy.deepcopy(job.results),
@@ -220,6 +252,7 @@ def execution_view(execution: Execution) -> dict[str, Any]:
         "pipelineName": execution.pipeline_name,
         "stage": execution.stage,
         "action": execution.action,
+        "inputArtifacts": copy.deepcopy(execution.input_artifacts),
         "startedAt": execution.started_at,
         "endedAt": execution.ended_at,
         "stopReason": execution.stop_reason,

@@ -27,8 +27,11 @@ from botocore.model import (
 )
 
 from engine.emulator._aws_json import AwsError
+from engine.limits import Unit, measure
 
 SERVICE_NAME = "codepipeline"
+LENGTH_UNITS = {"code_points": Unit.CODE_POINTS, "utf16": Unit.UTF16, "utf8": Unit.UTF8}
+"""How a string's length constraint may be counted (CodePipelineEmulator's length_unit)."""
 _REDACTED = "*** Sensitive Data Redacted ***"
 
 
@@ -47,13 +50,14 @@ def operation_model(name: str) -> OperationModel | None:
     return model.operation_model(name) if name in model.operation_names else None
 
 
-def validate_input(operation: str, body: Any) -> None:
+def validate_input(operation: str, body: Any, length_unit: str = "utf16") -> None:
     """Raise SerializationException for JSON of the wrong type, ValidationException for values
-    that break a model constraint; return quietly when the body is a valid input."""
+    that break a model constraint; return quietly when the body is a valid input. String
+    lengths are counted in `length_unit` (LENGTH_UNITS)."""
     op = operation_model(operation)
     if op is None or op.input_shape is None:
         return
-    validator = _Validator()
+    validator = _Validator(LENGTH_UNITS[length_unit])
     validator.check(op.input_shape, body, "")
     if validator.type_errors:
         raise AwsError("SerializationException", validator.type_errors[0])
@@ -113,9 +117,10 @@ def _join(path: str, member: str) -> str:
 class _Validator:
     """One walk over a value and its shape, collecting every violation as AWS lists them all."""
 
-    def __init__(self) -> None:
+    def __init__(self, unit: Unit = Unit.UTF16) -> None:
         self.errors: list[str] = []
         self.type_errors: list[str] = []
+        self.unit = unit
 
     def check(self, shape: Shape, value: Any, path: str) -> None:
         kind = shape.type_name
@@ -173,13 +178,14 @@ class _Validator:
 
     def _size(self, shape: Shape, value: Any, path: str) -> None:
         low, high = shape.metadata.get("min"), shape.metadata.get("max")
-        if low is not None and len(value) < low:
+        size = measure(value, self.unit) if isinstance(value, str) else len(value)
+        if low is not None and size < low:
             self.errors.append(
                 constraint_error(
                     value, path, f"Member must have length greater than or equal to {low}", shape
                 )
             )
-        if high is not None and len(value) > high:
+        if high is not None and size > high:
             self.errors.append(
                 constraint_error(
                     value, path, f"Member must have length less than or equal to {high}", shape
@@ -202,7 +208,7 @@ class _Validator:
         self._size(shape, value, path)
         key_shape, value_shape = shape.key, shape.value
         for key, item in value.items():
-            keys = _Validator()
+            keys = _Validator(self.unit)
             keys.check(key_shape, key, path)
             self.type_errors.extend(keys.type_errors)
             if keys.errors:

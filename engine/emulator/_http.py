@@ -6,6 +6,7 @@ protocol logic can be read (and called) without a socket in sight.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -35,6 +36,14 @@ class Request:
     headers: Mapping[str, str]
     """Header names lower-cased."""
     body: bytes
+    declared_length: int | None = None
+    """The Content-Length the client sent, if any."""
+
+    @property
+    def incomplete(self) -> bool:
+        """The body ended (the client closed its side, or stalled past BODY_TIMEOUT) before
+        the bytes its Content-Length announced had arrived."""
+        return self.declared_length is not None and len(self.body) < self.declared_length
 
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name.lower(), default)
@@ -44,7 +53,11 @@ class Request:
         return values[0] if values else default
 
     def json(self) -> Any:
-        """The body as JSON; raises ValueError when it is not."""
+        """The body as JSON; raises ValueError when it is not, or when it is incomplete (a
+        truncated body is never read as a shorter one, nor as `{}`)."""
+        if self.incomplete:
+            raise ValueError(f"the body ended after {len(self.body)} of the "
+                             f"{self.declared_length} bytes its Content-Length announced")
         if not self.body:
             return {}
         return json.loads(self.body.decode("utf-8"))
@@ -82,6 +95,18 @@ class Response:
 
 
 App = Callable[[Request], Response]
+
+BODY_TIMEOUT = 10.0
+"""Seconds a request's body may take to arrive once its headers have: a client that announced
+more bytes than it sends is answered (and its connection closed) after that, instead of holding
+a server thread for ever."""
+
+
+def incomplete_response(request: Request) -> Response:
+    """The default answer to a body shorter than its Content-Length, for an app that has no
+    `incomplete_body(request)` of its own: 400 and the connection closed (see _Handler)."""
+    return Response.text(400, f"Bad Request: the body ended after {len(request.body)} of the "
+                              f"{request.declared_length} bytes its Content-Length announced\n")
 
 
 OUTAGE_MODES = ("unreachable", "unavailable")
@@ -263,17 +288,30 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        declared = self._declared_length()
+        body = self._read_body(declared) if declared else b""
         request = Request(
             method=self.command,
             path=parts.path,
             query=parse_qs(parts.query, keep_blank_values=True),
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
+            declared_length=declared,
         )
         try:
-            response = self.server.app(request)
+            if request.incomplete:
+                # RFC 9112 section 6.3: a body that ends (the client closes, or the recipient
+                # times out) before Content-Length octets arrived is an incomplete message, and
+                # the recipient must close the connection. It is never handed to the app as a
+                # shorter body; the app may word the refusal as its service would.
+                self.close_connection = True
+                answer = getattr(self.server.app, "incomplete_body", None)
+                response = answer(request) if callable(answer) else incomplete_response(request)
+                response.headers["Connection"] = "close"
+                log.info("refused %s %s: %d of %d body bytes arrived", self.command, parts.path,
+                         len(body), declared)
+            else:
+                response = self.server.app(request)
         except Exception:  # an emulator bug must not kill the server thread
             log.exception("emulator failed on %s %s", self.command, self.path)
             response = Response.text(500, "emulator error")
@@ -287,6 +325,35 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(response.body)
+
+    def _declared_length(self) -> int | None:
+        value = self.headers.get("Content-Length")
+        if value is None:
+            return None
+        try:
+            return max(0, int(value))
+        except ValueError:
+            return None
+
+    def _read_body(self, length: int) -> bytes:
+        """Up to `length` bytes, fewer if the client closes its side or stalls for
+        BODY_TIMEOUT seconds (then the connection is not reused: see _serve)."""
+        chunks: list[bytes] = []
+        got = 0
+        self.connection.settimeout(BODY_TIMEOUT)
+        try:
+            while got < length:
+                chunk = self.rfile.read1(length - got)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                got += len(chunk)
+        except (TimeoutError, OSError):
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                self.connection.settimeout(None)
+        return b"".join(chunks)
 
     def _reset(self) -> None:
         """Close the connection with a TCP reset and no answer (SO_LINGER 0 aborts the socket)."""

@@ -49,6 +49,7 @@ from engine.emulator._cp_jobs import (
     job_data,
     job_view,
 )
+from engine.emulator._cp_refusals import Refusals
 from engine.emulator._http import Faults, Request, Response, real_sleep
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class CodePipelineEmulator:
       "outage", "seed"} (see Faults; "outage": "unreachable" resets every connection,
       "unavailable" answers 503 ServiceUnavailableException, false ends it)
     - `POST /_emulator/executions/{id}/tamper` {"configuration": {...}}: see tamper()
+    - `GET|POST /_emulator/refusals` {"operation", "code", "message", "times"}: see refuse()
     - `POST /_emulator/clock/advance` {"seconds": 60} (only with a clock that has advance())
     - `POST /_emulator/reset`
 
@@ -98,7 +100,24 @@ class CodePipelineEmulator:
     - `job_timeout` runs per job from its creation (a continuation job gets a fresh 24 h).
     - AcknowledgeJob with the current nonce of a job that already finished answers its status
       instead of an error, so a worker sees "not InProgress" and stops.
-    - Completed jobs are kept (GetJobDetails keeps working) until reset().
+    - A completed job (succeeded, failed, timed out, abandoned) is forgotten `job_retention`
+      seconds after it completed: every call naming it then answers JobNotFoundException, as
+      AWS's example says completed jobs are removed "after a short period" [NET-EX; PROTOCOL A2
+      "Job retention", A5]. How short is NOT FOUND: an hour by default; None keeps them. The
+      admin views keep every job, forgotten ones flagged with `forgottenAt`.
+    - PollForJobs' maxBatchSize has a minimum of 1 and no maximum in the model, and AWS
+      documents none: by default none is enforced; `max_batch_size` sets one, above which a
+      poll is refused with ValidationException in Coral's words.
+    - The model's string lengths are counted in `length_unit`: "utf16" (UTF-16 code units, as a
+      Java service's String.length() counts) by default, "code_points" (Smithy's definition of
+      a string's length) or "utf8" (bytes, the strictest reading) to test a worker against the
+      others (engine.limits explains the worker's side).
+    - Output variables are measured as the UTF-8 bytes of their keys and values against the
+      122,880-byte quota [UG-LIM]; the worker measures more (engine.limits).
+    - A request body shorter than its Content-Length is refused with 400
+      SerializationException, the error Coral gives a body it cannot deserialize (observed:
+      `{"__type": "com.amazon.coral.service#SerializationException"}`, aws-sdk-unity issue
+      54), before authentication, and the connection is closed (RFC 9112 section 6.3; _http).
     """
 
     def __init__(
@@ -112,6 +131,9 @@ class CodePipelineEmulator:
         region: str = "us-east-1",
         credentials: tuple[str, str] | None = None,
         seed: int = 0,
+        job_retention: float | None = 3600.0,
+        max_batch_size: int | None = None,
+        length_unit: str = "utf16",
     ) -> None:
         if not re.fullmatch(r"[0-9]{12}", account_id):
             raise ValueError(
@@ -121,13 +143,23 @@ class CodePipelineEmulator:
             ("ack_timeout", ack_timeout),
             ("continuation_delay", continuation_delay),
             ("job_timeout", job_timeout),
+            ("job_retention", job_retention or 0.0),
         ):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0 seconds, not {value}")
+        if max_batch_size is not None and max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1 (the model's minimum) or None, not "
+                             f"{max_batch_size}")
+        if length_unit not in _cp_model.LENGTH_UNITS:
+            raise ValueError(f"length_unit must be one of {sorted(_cp_model.LENGTH_UNITS)}, "
+                             f"not {length_unit!r}")
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.ack_timeout = ack_timeout
         self.continuation_delay = continuation_delay
         self.job_timeout = job_timeout
+        self.job_retention = job_retention
+        self.max_batch_size = max_batch_size
+        self.length_unit = length_unit
         self.account_id = account_id
         self.region = region
         self.credentials = credentials
@@ -152,8 +184,16 @@ class CodePipelineEmulator:
         self._executions: dict[str, Execution] = {}
         self._jobs: dict[str, Job] = {}
         self._calls: Counter[str] = Counter()
+        self.refusals = Refusals()
 
     # ----------------------------------------------------------------- HTTP entry point
+
+    def incomplete_body(self, request: Request) -> Response:
+        """A body shorter than its Content-Length (see the class docstring; _http calls this)."""
+        return error_response(AwsError(
+            "SerializationException",
+            f"The request body ended after {len(request.body)} of the {request.declared_length} "
+            "bytes its Content-Length announced; it cannot be deserialized"), new_request_id())
 
     def __call__(self, request: Request) -> Response:
         if request.path == "/_emulator" or request.path.startswith("/_emulator/"):
@@ -199,7 +239,8 @@ class CodePipelineEmulator:
                 refusal = self._fault_error(fault)
                 if refusal is not None:
                     raise refusal
-                _cp_model.validate_input(operation, body)
+                _cp_model.validate_input(operation, body, self.length_unit)
+                self.refusals.check(operation)
                 payload = self._handlers[operation](body)
             except AwsError as error:
                 self._record_result(operation, body, error.code)
@@ -339,13 +380,23 @@ class CodePipelineEmulator:
 
     def _job(self, job_id: str) -> Job:
         job = self._jobs.get(job_id)
-        if job is None:
+        forgotten = None if job is None else self._forgotten_at(job)
+        if job is None or (forgotten is not None and self.clock.now() >= forgotten):
+            kept = ("forgets a completed job after its retention of "
+                    f"{self.job_retention:g} s" if self.job_retention is not None
+                    else "keeps completed jobs until reset")
             raise AwsError(
                 "JobNotFoundException",
                 f"Job {job_id} not found in account {self.account_id}; job ids come from "
-                "PollForJobs (this emulator keeps finished jobs until reset)",
+                f"PollForJobs (this emulator {kept})",
             )
         return job
+
+    def _forgotten_at(self, job: Job) -> float | None:
+        """When CodePipeline forgets the job (see job_retention); None: not yet planned."""
+        if self.job_retention is None or job.status not in TERMINAL or job.completed_at is None:
+            return None
+        return job.completed_at + self.job_retention
 
     def _require_in_progress(self, job: Job, operation: str) -> None:
         if job.status is JobStatus.IN_PROGRESS:
@@ -396,8 +447,13 @@ class CodePipelineEmulator:
             and (wanted is None or job.execution.configuration.get(queryable or "") == wanted)
         ]
         queued.sort(key=lambda job: job.available_at)
+        batch = body.get("maxBatchSize", 1)
+        if self.max_batch_size is not None and batch > self.max_batch_size:
+            raise _cp_model.validation_error([_cp_model.constraint_error(
+                batch, "maxBatchSize",
+                f"Member must have value less than or equal to {self.max_batch_size}")])
         handed_out = []
-        for job in queued[: body.get("maxBatchSize", 1)]:
+        for job in queued[:batch]:
             job.status = JobStatus.DISPATCHED
             job.nonce = f"{self._rng.getrandbits(128):032x}"
             job.dispatch_count += 1
@@ -507,15 +563,19 @@ class CodePipelineEmulator:
         pipeline_name: str = "pipeline",
         stage: str = "Test",
         action: str = "Travis",
-        input_artifacts: int | Sequence[str] = 1,
+        input_artifacts: int | Sequence[str | Mapping[str, str]] = 1,
         output_artifacts: int | Sequence[str] = 0,
         encryption_key: str | None = None,
+        revision: str | None = None,
     ) -> dict[str, str]:
         """Play a pipeline reaching the custom action: one new execution with one queued job.
 
         `action_type` is "Category/Owner/Provider/Version" or an ActionTypeId mapping; the type
         must exist (CreateCustomActionType) and `configuration` must fit its properties, as the
-        pipeline editor would insist. Artifacts are given as a count or as names.
+        pipeline editor would insist. Artifacts are given as a count or as names; input
+        artifacts also as {"name", "revision"} objects. Each input artifact carries the
+        revision its source action produced (a commit id: 40 hex digits unless `revision` or
+        its own "revision" says otherwise), as CodePipeline sends it (PROTOCOL A3).
         Returns {"pipelineExecutionId", "actionExecutionId", "jobId"}.
         """
         category, provider, version = parse_type(action_type)
@@ -546,6 +606,7 @@ class CodePipelineEmulator:
                 pipeline=pipeline_name,
                 bucket=bucket,
                 rng=self._rng,
+                revision=revision,
             )
             outputs = artifacts(
                 output_artifacts,
@@ -623,6 +684,15 @@ class CodePipelineEmulator:
                 raise KeyError(f"no pipeline execution {pipeline_execution_id!r}")
             execution.configuration.update(copy.deepcopy(dict(configuration)))
 
+    def refuse(self, operation: str, code: str | None = "ValidationException",
+               message: str | None = None, times: int | None = None) -> None:
+        """Refuse every call of `operation` (the next `times` only, if given) with `code`,
+        once it passed the model's validation (see _cp_refusals); `code` None lifts it."""
+        if operation not in self._handlers:
+            raise ValueError(f"unknown operation {operation!r}; known: {sorted(self._handlers)}")
+        self.refusals.set(operation, code,
+                          message or f"{operation} refused by the emulator's refuse()", times)
+
     def jobs(self, status: str | None = None) -> list[dict[str, Any]]:
         """Every job in creation order, optionally only those in one JobStatus (or Abandoned)."""
         known = [s.value for s in JobStatus]
@@ -631,7 +701,7 @@ class CodePipelineEmulator:
         with self._lock:
             self._tick()
             return [
-                job_view(job)
+                job_view(job, self._forgotten_at(job))
                 for job in self._jobs.values()
                 if status is None or job.status.value == status
             ]
@@ -643,7 +713,7 @@ class CodePipelineEmulator:
             job = self._jobs.get(job_id)
             if job is None:
                 raise KeyError(f"no job {job_id!r}")
-            return job_view(job)
+            return job_view(job, self._forgotten_at(job))
 
     def executions(self) -> list[dict[str, Any]]:
         """Every execution in start order: how the pipeline side ended, whatever the worker

@@ -78,6 +78,14 @@ class _Switch:
             return Response.text(503, "no emulator attached to the shared test server")
         return self.app(request)
 
+    def incomplete_body(self, request: Request) -> Response:
+        """The attached emulator's own answer to a truncated body (see _http)."""
+        answer = getattr(self.app, "incomplete_body", None)
+        if answer is None:
+            return Response.text(503, "no emulator attached to the shared test server")
+        response: Response = answer(request)
+        return response
+
 
 @pytest.fixture(scope="session")
 def _shared() -> Iterator[tuple[EmulatorServer, _Switch]]:
