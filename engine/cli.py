@@ -149,6 +149,9 @@ def _store_for_run(ctx: click.Context) -> Any:
          help="Longest wait between polls when idle (seconds).")
 @_option("--poll-interval-min", env="POLL_INTERVAL_MIN", default=defaults.POLL_INTERVAL_MIN,
          type=float, help="Wait between polls while jobs keep arriving (seconds).")
+@_option("--poll-batch", env="POLL_BATCH", default=defaults.POLL_BATCH, type=int,
+         help="Most jobs asked for per PollForJobs (maxBatchSize, at least 1); halved while "
+         "CodePipeline refuses it with ValidationException.")
 @_option("--check-interval", env="CHECK_INTERVAL", default=defaults.CHECK_INTERVAL, type=float,
          help="Seconds between looks at a running external run (unless the action sets it).")
 @_option("--max-attempts", env="MAX_ATTEMPTS", default=defaults.MAX_ATTEMPTS, type=int,
@@ -185,7 +188,7 @@ def _store_for_run(ctx: click.Context) -> Any:
 @_aws_options
 @click.pass_context
 def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads: int,
-        poll_interval: float, poll_interval_min: float, check_interval: float,
+        poll_interval: float, poll_interval_min: float, poll_batch: int, check_interval: float,
         max_attempts: int, backoff_initial: float, backoff_max: float,
         continuation_timeout: float, time_budget: float, shutdown_grace: float,
         report_progress: bool, progress_interval: float, submit_window: float, lease: float,
@@ -194,8 +197,12 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
     """Poll CodePipeline and work jobs, resuming whatever the log says is unfinished."""
     from engine.action import available_actions, load_action
     from engine.codepipeline import CodePipeline
+    from engine.errors import ConfigurationProblem
     from engine.worker import Settings, Worker
 
+    if poll_batch < 1:
+        raise ConfigurationProblem(f"--poll-batch (CPWORKER_POLL_BATCH) must be at least 1, "
+                                   f"not {poll_batch}")
     names = list(action_names) or sorted(available_actions())
     if not names:
         raise click.UsageError("no action is installed; pass --action module:Class")
@@ -207,7 +214,7 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
     client = _client(endpoint_url, region)
     settings = Settings(
         max_in_flight=max_in_flight, effect_threads=effect_threads, poll_interval=poll_interval,
-        poll_interval_min=poll_interval_min, check_interval=check_interval,
+        poll_interval_min=poll_interval_min, poll_batch=poll_batch, check_interval=check_interval,
         max_attempts=max_attempts, backoff_initial=backoff_initial, backoff_max=backoff_max,
         continuation_timeout=continuation_timeout, time_budget=time_budget,
         shutdown_grace=shutdown_grace, report_progress=report_progress,
@@ -387,14 +394,21 @@ def sandbox(ctx: click.Context, directory: str, action_name: str) -> None:
          help="Seconds before a continuation job can be polled.")
 @_option("--job-timeout", env="EMULATOR_JOB_TIMEOUT", default=86400.0, type=float,
          help="Seconds before a job times out.")
+@_option("--job-retention", env="EMULATOR_JOB_RETENTION", default=3600.0, type=float,
+         help="Seconds a completed job is still known; then calls naming it answer "
+         "JobNotFoundException (AWS documents only 'a short period'; a negative value keeps "
+         "jobs until the emulator stops).")
+@_option("--max-batch-size", env="EMULATOR_MAX_BATCH_SIZE", default=0, type=int,
+         help="Largest PollForJobs maxBatchSize accepted; larger answers ValidationException "
+         "(0: none, as the model and AWS's documentation set none).")
 @_option("--build-delay", env="EMULATOR_BUILD_DELAY", default=2.0, type=float,
          help="Seconds before a Travis request turns into a build.")
 @_option("--seed", env="EMULATOR_SEED", default=None, type=int,
          help="Seed of ids, nonces and fault injection (default: a fresh one, so a restarted "
          "emulator never hands out ids a worker's database already holds).")
 def emulator(host: str, port: int, travis_port: int, ack_timeout: float,
-             continuation_delay: float, job_timeout: float, build_delay: float,
-             seed: int | None) -> None:
+             continuation_delay: float, job_timeout: float, job_retention: float,
+             max_batch_size: int, build_delay: float, seed: int | None) -> None:
     """Start the CodePipeline and Travis CI emulators until interrupted."""
     import random
 
@@ -403,9 +417,10 @@ def emulator(host: str, port: int, travis_port: int, ack_timeout: float,
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
 
-    codepipeline = CodePipelineEmulator(ack_timeout=ack_timeout,
-                                        continuation_delay=continuation_delay,
-                                        job_timeout=job_timeout, seed=seed)
+    codepipeline = CodePipelineEmulator(
+        ack_timeout=ack_timeout, continuation_delay=continuation_delay, job_timeout=job_timeout,
+        job_retention=None if job_retention < 0 else job_retention,
+        max_batch_size=max_batch_size or None, seed=seed)
     travis = TravisEmulator(build_delay=build_delay, seed=seed)
     with EmulatorServer(codepipeline, host, port) as cp_server, \
             EmulatorServer(travis, host, travis_port) as travis_server:

@@ -24,6 +24,12 @@ own workers (every 30 s)."""
 POLL_INTERVAL_MIN = 1.0
 """Wait between polls while jobs keep arriving."""
 
+POLL_BATCH = 10
+"""PollForJobs' maxBatchSize, at most (never more than the free capacity). The model sets only
+a minimum of 1 and AWS documents no maximum (PROTOCOL A2, A3); every known worker asks for 1
+to 10 (the Jenkins plugin 1, AWS's sample worker its 10 threads), so 10 stays inside what is
+known to work. A ValidationException halves it (engine.poller)."""
+
 CHECK_INTERVAL = 30.0
 """Seconds between two looks at a running external run, unless the action says otherwise."""
 

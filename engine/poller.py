@@ -1,8 +1,13 @@
 """The single poller: one loop asks CodePipeline for jobs of every registered action type.
 
-It asks for no more jobs than the engine has room for (maxBatchSize = free capacity), quickly
-while jobs keep coming and backing off with jitter to the configured maximum when idle, and it
-records every job durably (intake) before the scheduler may acknowledge it.
+It asks for no more jobs than the engine has room for, nor more than the poll batch
+(maxBatchSize = min(free capacity, batch)), quickly while jobs keep coming and backing off with
+jitter to the configured maximum when idle, and it records every job durably (intake) before
+the scheduler may acknowledge it.
+
+AWS documents no maximum batch size (PROTOCOL A2, A3). If CodePipeline answers a poll with
+ValidationException, the batch for that action type is halved (down to 1) and the poll asked
+again at once, said once per change, instead of every poll failing the same way.
 """
 
 from __future__ import annotations
@@ -23,9 +28,6 @@ from engine.errors import StoreUnavailable
 from engine.intake import Intake
 
 log = logging.getLogger(__name__)
-
-MAX_BATCH = 100
-"""PollForJobs has no documented maximum; a hundred jobs per call keeps one intake commit small."""
 
 
 @dataclass
@@ -50,7 +52,10 @@ class Poller:
         max_interval: float = defaults.POLL_INTERVAL,
         query: Mapping[str, Mapping[str, str]] | None = None,
         rng: random.Random | None = None,
+        batch: int = defaults.POLL_BATCH,
     ) -> None:
+        if batch < 1:
+            raise ValueError(f"the poll batch must be at least 1, not {batch}")
         self.codepipeline = codepipeline
         self.actions = actions
         self.intake = intake
@@ -61,6 +66,9 @@ class Poller:
         self.max_interval = max_interval
         self.query = query or {}
         self.rng = rng or random.Random()
+        self.batch = batch
+        self._batches: dict[str, int] = {}
+        """Per action type, the batch CodePipeline last accepted once it refused a larger one."""
         self.interval = self.min_interval
         self.rounds = 0
         self.last_round: PollRound | None = None
@@ -93,10 +101,11 @@ class Poller:
                 if free <= 0:
                     break
                 type_id = action.definition().type_id
-                asked = min(free, MAX_BATCH)
+                batch = self._batches.get(name, self.batch)
+                asked = min(free, batch)
                 asked_at = self.clock.now()
                 try:
-                    jobs = self.codepipeline.poll(type_id.to_api(), asked, self.query.get(name))
+                    jobs, asked = self._poll(name, type_id.to_api(), asked)
                 except (ClientError, BotoCoreError) as error:
                     errors += 1
                     log.warning("PollForJobs for %s failed: %s", type_id, error)
@@ -108,10 +117,11 @@ class Poller:
                     continue
                 if jobs:
                     found += len(jobs)
-                    # Only a batch limited by MAX_BATCH says "more waiting"; one limited by our
-                    # own capacity says "we are full", and polling again at once would only
+                    # Only a batch limited by the poll batch says "more waiting"; one limited by
+                    # our own capacity says "we are full", and polling again at once would only
                     # trickle jobs in one small transaction (and fsync) at a time.
-                    full = full or (asked == MAX_BATCH and len(jobs) >= asked)
+                    full = full or (asked == self._batches.get(name, self.batch)
+                                    and len(jobs) >= asked)
                     try:
                         new += self.intake.record(name, action, jobs)
                     except StoreUnavailable:
@@ -124,6 +134,29 @@ class Poller:
         self.rounds += 1
         self.last_round = PollRound(found, new, errors, full)
         return self.last_round
+
+    def _poll(self, name: str, type_id: Mapping[str, str],
+              asked: int) -> tuple[list[dict[str, Any]], int]:
+        """PollForJobs, halving the batch at once while CodePipeline refuses it with
+        ValidationException; returns the jobs and the batch that was accepted. A reduction is
+        said in one line, whatever it took to find it."""
+        first, refusal = asked, ""
+        try:
+            while True:
+                try:
+                    return self.codepipeline.poll(type_id, asked, self.query.get(name)), asked
+                except ClientError as error:
+                    code = error.response.get("Error", {}).get("Code", "")
+                    if code != "ValidationException" or asked <= 1:
+                        raise
+                    refusal = error.response.get("Error", {}).get("Message", "") or code
+                    asked = max(1, asked // 2)
+                    self._batches[name] = asked
+        finally:
+            if asked < first:
+                log.warning("PollForJobs for %s refused maxBatchSize=%d with "
+                            "ValidationException (%s); asking for at most %d job(s) per poll "
+                            "from now on", name, first, refusal, asked)
 
     def polled_since(self, action_name: str, moment: float) -> bool:
         """Whether a poll for the action, asked at or after `moment`, succeeded."""

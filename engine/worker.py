@@ -83,6 +83,7 @@ class Settings:
     claim_depth: int = defaults.CLAIM_DEPTH
     poll_interval: float = defaults.POLL_INTERVAL
     poll_interval_min: float = defaults.POLL_INTERVAL_MIN
+    poll_batch: int = defaults.POLL_BATCH
     check_interval: float = defaults.CHECK_INTERVAL
     max_attempts: int = defaults.MAX_ATTEMPTS
     backoff_initial: float = defaults.BACKOFF_INITIAL
@@ -154,6 +155,7 @@ class Worker:
             capacity=self.free_capacity, on_jobs=self.scheduler.wake.set,
             min_interval=self.settings.poll_interval_min,
             max_interval=self.settings.poll_interval, query=self.settings.query,
+            batch=self.settings.poll_batch,
         )
         self._poll_lock = threading.Lock()
 

@@ -229,3 +229,19 @@ def test_every_run_setting_has_an_environment_variable() -> None:
     assert {"CPWORKER_DB", "CPWORKER_LOG_FORMAT"} <= set(_envvars(main))
     assert {"CPWORKER_UNTIL_IDLE", "CPWORKER_POLL_INTERVAL", "CPWORKER_CONTINUATION_TIMEOUT",
             "CPWORKER_ACTIONS"} <= set(_envvars(run))
+
+
+@pytest.mark.parametrize("given", [["--poll-batch", "0"], ["--poll-batch", "-3"]])
+def test_a_poll_batch_below_one_is_one_readable_line(db: str, given: list[str]) -> None:
+    result = invoke("--db", db, "run", *given)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"cpworker: --poll-batch (CPWORKER_POLL_BATCH) must be at least 1, not {given[1]}"]
+
+
+def test_the_poll_batch_is_read_from_the_environment(
+    db: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CPWORKER_POLL_BATCH", "0")
+    result = invoke("--db", db, "run")
+    assert result.exit_code == 2 and "CPWORKER_POLL_BATCH" in result.output

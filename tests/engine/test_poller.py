@@ -151,3 +151,46 @@ def test_the_bad_job_is_acknowledged_and_failed_as_a_configuration_error(
         assert failure["type"] == "ConfigurationError"
         assert "the property Token is a list, not text" in failure["message"]
         assert "ledger-secret-in-a-list" not in json.dumps(result)
+
+
+def test_a_refused_batch_size_is_halved_at_once_and_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    emulator = CodePipelineEmulator(clock=clock, max_batch_size=3)
+    with EmulatorServer(emulator) as server:
+        client = codepipeline_client(server.url)
+        client.create_custom_action_type(**LedgerAction.definition().document)
+        store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+        poller = Poller(CodePipeline(client), {"ledger": LedgerAction()},
+                        Intake(store, SecretVault(), clock, "worker-1"), clock,
+                        capacity=lambda: 20, on_jobs=lambda: None, batch=10)
+        try:
+            for _ in range(7):
+                emulator.start_execution(LEDGER_TYPE, {"Ledger": "/l", "Outcome": "pass",
+                                                       "Token": "ledger-secret-batch"},
+                                         action="Ledger")
+            with caplog.at_level("WARNING", logger="engine.poller"):
+                first = poller.poll_once()
+                second = poller.poll_once()
+            assert (first.found, first.errors, second.found) == (2, 0, 2)  # 10, 5 refused
+            assert emulator.call_counts()["PollForJobs"] == 3 + 1
+            warnings = [r.getMessage() for r in caplog.records]
+            assert warnings == [
+                "PollForJobs for ledger refused maxBatchSize=10 with ValidationException (1 "
+                "validation error detected: Value '5' at 'maxBatchSize' failed to satisfy "
+                "constraint: Member must have value less than or equal to 3); asking for at "
+                "most 2 job(s) per poll from now on"]
+        finally:
+            store.close()
+
+
+def test_the_poll_batch_is_the_setting_and_at_least_one(kit: Kit) -> None:
+    for _ in range(12):
+        kit.start()
+    assert kit.poller.batch == 10  # the default (engine.defaults.POLL_BATCH)
+    polled = kit.poller.poll_once()
+    assert (polled.found, polled.full) == (10, True)  # a full batch: poll again at once
+    with pytest.raises(ValueError, match="at least 1"):
+        Poller(kit.codepipeline, {}, kit.poller.intake, FakeClock(), capacity=lambda: 1,
+               on_jobs=lambda: None, batch=0)
