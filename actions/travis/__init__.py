@@ -7,5 +7,7 @@ file); the worker finds the action through the entry point `travis = actions.tra
 from actions.travis.action import TravisAction, marker
 from actions.travis.client import DEFAULT_API_URL, Endpoint, TravisClient
 from actions.travis.errors import TravisError
+from actions.travis.pacing import PostPacer
 
-__all__ = ["DEFAULT_API_URL", "Endpoint", "TravisAction", "TravisClient", "TravisError", "marker"]
+__all__ = ["DEFAULT_API_URL", "Endpoint", "PostPacer", "TravisAction", "TravisClient",
+           "TravisError", "marker"]

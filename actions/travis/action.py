@@ -1,34 +1,39 @@
-"""The Travis CI action: trigger one build per pipeline run, follow it, report how it ended.
+"""The Travis CI action: build the revision the pipeline releases, follow it, report how it ended.
 
-Travis has no idempotency key (PROTOCOL B9), so the action makes its own: every request carries
-`[cpworker:<actionExecutionId>]` in its message, which Travis shows as the build's commit
-message. Whenever a submit may have reached Travis before (a crash, a retried 500), the action
-looks for that marker first and only triggers when no earlier request can be its own.
+Each execution triggers one Travis request for the job's revision (the input artifact's commit,
+actions.travis.revision) on the configured branch. Travis has no idempotency key (PROTOCOL B9),
+so the action makes its own: every request carries `[cpworker:<actionExecutionId>]` in its
+message, which Travis shows as the build's commit message. Whenever a submit may have reached
+Travis before (a crash, a retried 500), the action looks for that marker first
+(actions.travis.lookup) and only triggers when no earlier request can be its own.
 
 A request becomes a build asynchronously. The request id is made durable at once (the first
 InProgress), then the build id once it exists; from then on only GET /build/{id} is needed.
+POSTs are paced per token (actions.travis.pacing) so that Travis never bans the token.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
-import requests
-
-from actions.travis.client import (
-    CONNECT_TIMEOUT,
-    DEFAULT_API_URL,
-    READ_TIMEOUT,
-    Endpoint,
-    TravisClient,
+from actions.travis.client import CONNECT_TIMEOUT, READ_TIMEOUT, TravisClient
+from actions.travis.errors import TravisError, outcome_for
+from actions.travis.lookup import (
+    CLOCK_SKEW,
+    Mine,
+    NotYet,
+    SentLedger,
+    Unsure,
+    find_request,
+    place_of,
+    timestamp,
 )
-from actions.travis.errors import TravisError, Where, outcome_for
+from actions.travis.pacing import WINDOW, PostPacer, key_for
+from actions.travis.revision import Revision, revision_of
+from actions.travis.target import API_URL_ENV, Target, web_url
 from engine import (
     Action,
     Cancelled,
@@ -43,10 +48,9 @@ from engine import (
 from engine.outcomes import ActionOutcome
 from engine.secrets import REDACTED, forms, scrub_outcome
 
-API_URL_ENV = "CPWORKER_TRAVIS_API_URL"
-"""The API URL when the action's ApiUrl property is empty (the emulator in tests)."""
+__all__ = ["API_URL_ENV", "POST_SECONDS", "Target", "TravisAction", "marker", "web_url"]
+
 CHECK_INTERVAL_ENV = "CPWORKER_CHECK_INTERVAL"
-DEFAULT_WEB_URL = "https://app.travis-ci.com/github"
 
 POST_SECONDS = CONNECT_TIMEOUT + READ_TIMEOUT
 """The longest a POST /requests can take to land (or never): its own timeouts."""
@@ -58,16 +62,14 @@ TERMINAL_FAILURES = {
     "canceled": "was canceled on Travis CI",
 }
 """Terminal build states other than passed, and how a failure message says each."""
-EARLY_STATES = frozenset({"created", "received", "queued"})
 
 TYPICAL_BUILD_SECONDS = 600.0
 """The progress bar's guess at a build's length; percent stays at 99 until Travis says done."""
-PENDING_HORIZON = 1800.0
-"""A pending request older than this is taken as stuck, not as a submit of ours still landing."""
 PENDING_RECHECK = 10.0
-"""Seconds before looking again at a pending request whose message Travis does not show yet."""
-LOOKUP_PAGES = 3
-"""Pages of 100 requests searched for the marker; a crash is found within minutes, not days."""
+"""Seconds before looking again at pending requests whose messages Travis does not show yet."""
+LOOKUP_HORIZON = 24 * 3600.0
+"""How far back the marker lookup reads when it does not know when the execution first
+submitted: CodePipeline's 24 h custom-action timeout, the longest a submission can go on."""
 MAX_MESSAGE = 4000
 """PutJobFailureResult takes 5000 characters; Travis's rejection messages are cut to fit."""
 
@@ -87,120 +89,8 @@ def marker(execution_id: str) -> str:
     return f"[{MARKER_PREFIX}{execution_id}]"
 
 
-@dataclass(frozen=True)
-class Target:
-    """A job's configuration, checked: which repository and branch, on which Travis, as whom."""
-
-    owner: str
-    name: str
-    branch: str
-    endpoint: Endpoint
-
-    @property
-    def slug(self) -> str:
-        return f"{self.owner}/{self.name}"
-
-    @property
-    def where(self) -> Where:
-        return Where(self.slug, self.branch, self.endpoint.url)
-
-    def build_url(self, build_id: object) -> str:
-        return f"{web_url(self.endpoint.url)}/{self.owner}/{self.name}/builds/{build_id}"
-
-    @classmethod
-    def parse(cls, configuration: Mapping[str, str]) -> Target | Failed:
-        """The configuration checked before any call, so that a mistake only the operator can
-        fix fails the job at once as ConfigurationError, naming the property and the fix,
-        rather than as a network error retried until SystemUnavailable."""
-        owner = (configuration.get("Owner") or "").strip()
-        name = (configuration.get("ProjectName") or "").strip()
-        branch = (configuration.get("Branch") or "").strip()
-        token = (configuration.get("APIToken") or "").strip()
-        given_url = (configuration.get("ApiUrl") or "").strip()
-        env_url = os.environ.get(API_URL_ENV, "").strip()
-        api_url = given_url or env_url or DEFAULT_API_URL
-        url_source = ("ApiUrl" if given_url else
-                      f"the API URL from the environment variable {API_URL_ENV}")
-        where = f"Travis repository {owner or '?'}/{name or '?'}, branch {branch or '?'}"
-        problems = [f"{prop} is empty" for prop, value in (
-            ("Owner", owner), ("ProjectName", name), ("Branch", branch), ("APIToken", token))
-            if not value]
-        problems += [f"{prop} {value!r} must be one name of letters, digits, '.', '_' and '-' "
-                     "(no '/', spaces or other characters)"
-                     for prop, value in (("Owner", owner), ("ProjectName", name))
-                     if value and not _SLUG_PART.fullmatch(value)]
-        if branch and not _BRANCH.fullmatch(branch):
-            problems.append(f"Branch {branch!r} is not a git branch name (no spaces or control "
-                            "characters)")
-        problems += _token_problems(token)
-        url_problem = _api_url_problem(api_url, url_source)
-        if url_problem:
-            problems.append(url_problem)
-        if problems:
-            return Failed(FailureType.CONFIGURATION_ERROR,
-                          f"{where}: the action is configured wrongly: {'; '.join(problems)}. "
-                          "Fix: edit the action's properties in the pipeline (Owner and "
-                          "ProjectName as in owner/name on Travis CI, APIToken as Travis shows "
-                          "it, on one line, ApiUrl like https://travis.example.com/api or empty "
-                          "for travis-ci.com)")
-        return cls(owner, name, branch, Endpoint(api_url, token))
-
-
-_SLUG_PART = re.compile(r"(?!\.\.?$)[A-Za-z0-9._-]{1,100}")
-"""An owner or repository name as GitHub, GitLab and Bitbucket spell them."""
-_BRANCH = re.compile(r"[^\x00-\x20\x7f~^:?*\[\\]{1,250}")
-"""What git check-ref-format lets through, roughly: no whitespace, control or glob characters."""
-
-
-def _token_problems(token: str) -> list[str]:
-    """Why the token cannot go into an Authorization header (never showing the token)."""
-    problems = []
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in token):
-        problems.append("APIToken contains a line break or another control character, which "
-                        "an HTTP header cannot carry (copy the token again, on one line)")
-    if any(ord(c) > 0xFF for c in token):
-        problems.append("APIToken contains a character outside Latin-1, which an HTTP header "
-                        "cannot carry; Travis tokens are plain letters and digits (copy the "
-                        "token again from Travis CI: Account, Settings, API authentication)")
-    return problems
-
-
-def _api_url_problem(api_url: str, source: str) -> str | None:
-    """Why `api_url` cannot be called, in the words of the library that would refuse it."""
-    try:
-        parts = urlsplit(api_url)
-        port = parts.port
-    except ValueError as error:  # "Invalid IPv6 URL", "Port out of range 0-65535", ...
-        return f"{source} {api_url!r} is not a usable URL ({error})"
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return f"{source} {api_url!r} is not an http(s) URL"
-    if port == 0:
-        return f"{source} {api_url!r} is not a usable URL (Port out of range 1-65535)"
-    try:
-        requests.PreparedRequest().prepare_url(api_url, None)
-    except requests.RequestException as error:  # InvalidURL: no host, a bad character...
-        return f"{source} {api_url!r} is not a usable URL ({error})"
-    return None
-
-
-def web_url(api_url: str) -> str:
-    """The web UI's base for build links, from the API URL (PROTOCOL B5; not formally specified).
-
-    api.<domain> serves app.<domain>/github (travis-ci.com); an Enterprise API under /api has its
-    web UI at the same root; anything else (an emulator) links to travis-ci.com.
-    """
-    parts = urlsplit(api_url)
-    host = parts.hostname or ""
-    if host.startswith("api."):
-        return f"{parts.scheme}://app.{parts.netloc[4:]}/github"
-    path = parts.path.rstrip("/")
-    if path.endswith("/api"):
-        return f"{parts.scheme}://{parts.netloc}{path[:-4]}"
-    return DEFAULT_WEB_URL
-
-
 class TravisAction(Action):
-    """Runs a Travis CI build of a branch as a CodePipeline Test action."""
+    """Runs a Travis CI build of the pipeline's revision as a CodePipeline Test action."""
 
     name = "travis"
     definition_package = "actions.travis"
@@ -211,8 +101,13 @@ class TravisAction(Action):
     submit_grace = POST_SECONDS + 1.0
     """A POST /requests sent by a worker that then died lands within its timeouts, or never."""
 
-    def __init__(self, client: TravisClient | None = None) -> None:
+    def __init__(self, client: TravisClient | None = None,
+                 pacer: PostPacer | None = None) -> None:
         self.client = client or TravisClient()
+        self.pacer = pacer or PostPacer()
+        """Shared by the action's threads: every POST with one token goes through it."""
+        self.sent = SentLedger()
+        """Requests this process created, so that its own pending ones are told apart."""
 
     def close(self) -> None:
         self.client.close()
@@ -238,7 +133,10 @@ class TravisAction(Action):
         target = Target.parse(job.configuration)
         if isinstance(target, Failed):
             return target
-        found = self._find_earlier(job, target)
+        revision = revision_of(job, target.where, target.branch_head)
+        if isinstance(revision, Failed):
+            return None  # submit() says so; nothing of ours can be on Travis
+        found = self._find_earlier(job, target, revision)
         if found is None or isinstance(found, RetryLater):
             return None
         return _scrubbed(found, target.endpoint.token)
@@ -256,21 +154,34 @@ class TravisAction(Action):
         request_id = _int(job.run.get("request_id"))
         if request_id is not None:
             return self._check(job, target)
+        revision = revision_of(job, target.where, target.branch_head)
+        if isinstance(revision, Failed):
+            return revision
         if job.resumed or job.attempt > 0:
-            found = self._find_earlier(job, target)
+            found = self._find_earlier(job, target, revision)
             if found is not None:
                 return found
-        if job.deadline is not None and job.clock.now() + POST_SECONDS > job.deadline:
+        now = job.clock.now()
+        if job.deadline is not None and now + POST_SECONDS > job.deadline:
             # Other workers wait until the deadline for anything this call sends; a POST that
             # could land later might be missed by their lookup and a second build start.
             return RetryLater(f"{target.where}: the lookup took until the end of this "
                               "submission's call window; looking again in a new one before "
                               "triggering a build", counted=False, after=0.0)
+        wait = self.pacer.admit(key_for(target.endpoint.url, target.endpoint.token), now)
+        if wait is not None:
+            queued = f", {wait.queued} trigger(s) queued before this one" if wait.queued else ""
+            return RetryLater(
+                f"{target.where}: pacing POSTs to Travis: {wait.sent} sent with this token in "
+                f"the last {WINDOW:g} s{queued} (Travis bans a token for an hour after 50 in "
+                f"30 s); triggering in {wait.seconds:.1f} s",
+                after=wait.seconds, counted=False)
         try:
             accepted = self.client.create_request(
-                target.endpoint, target.slug, target.branch, self._message(job))
+                target.endpoint, target.slug, target.branch, self._message(job), revision.sha)
         except TravisError as error:
-            return outcome_for(error, target.where, f"trigger a build of {target.slug}")
+            return outcome_for(error, target.where, f"trigger a build of {target.slug} "
+                                                    f"({revision.label(target.branch)})")
         request = accepted.get("request")
         new_id = _int(request.get("id")) if isinstance(request, dict) else None
         if new_id is None:
@@ -278,7 +189,8 @@ class TravisAction(Action):
             # so the next attempt is a resumed one and looks for the marker before re-sending.
             return RetryLater(f"{target.where}: Travis accepted the build request but returned "
                               "no request id; looking it up by marker")
-        return _pending(new_id)
+        self.sent.add(place_of(target.endpoint, target.slug), new_id, job.execution_id)
+        return _pending(new_id, revision, target)
 
     def _message(self, job: JobContext) -> str:
         pipeline = job.pipeline
@@ -289,44 +201,43 @@ class TravisAction(Action):
                                                       if execution else "")
         return f"{text} {marker(job.execution_id)}"
 
-    def _find_earlier(self, job: JobContext, target: Target) -> ActionOutcome | None:
+    def _find_earlier(self, job: JobContext, target: Target,
+                      revision: Revision) -> ActionOutcome | None:
         """The outcome for a request this execution already made, a wait, or None: submit.
 
-        Travis shows the marker only once a request is processed (it becomes the commit
-        message). A recent request still pending might be ours, so it is waited for rather than
-        risking a second build; only when every recent request is visibly someone else's does
-        the action trigger again.
+        A pending request whose marker Travis does not show yet might be ours: it is waited
+        for rather than risking a second build. Only when every request since the execution's
+        first submit is visibly someone else's does the action trigger again.
         """
-        wanted = marker(job.execution_id)
         now = job.clock.now()
-        unclear: list[int] = []
+        # JobContext.intended_at (the execution's first submit_intended) bounds the search when
+        # the engine provides it; until then, the longest a submission can go on.
+        intended = getattr(job, "intended_at", None)
+        start = float(intended) if isinstance(intended, (int, float)) else now - LOOKUP_HORIZON
         try:
-            for page in range(LOOKUP_PAGES):
-                requests, is_last = self.client.list_requests(
-                    target.endpoint, target.slug, target.branch, offset=page * 100)
-                for request in requests:
-                    request_id = _int(request.get("id"))
-                    if request_id is None:
-                        continue
-                    if wanted in _texts(request):
-                        # Read again on its own: the listing lacks Travis's rejection messages.
-                        mine = self.client.get_request(target.endpoint, target.slug, request_id)
-                        return self._judge_request(mine, target, job)
-                    created = _timestamp(request.get("created_at"))
-                    recent = created is None or now - created < PENDING_HORIZON
-                    if _message_hidden(request) and recent:
-                        unclear.append(request_id)
-                if is_last:
-                    break
+            found = find_request(self.client, target.endpoint, target.slug,
+                                 marker(job.execution_id), job.execution_id,
+                                 since=start - CLOCK_SKEW, now=now, ledger=self.sent)
+            if isinstance(found, Mine):
+                # Read again on its own: the listing lacks Travis's rejection messages.
+                mine = self.client.get_request(target.endpoint, target.slug, found.request_id)
+                return self._judge_request(mine, target, job, revision)
         except TravisError as error:
             return outcome_for(error, target.where,
                                "list its requests (to find one this execution may have made)")
-        if unclear:
+        if isinstance(found, NotYet):
             return RetryLater(
                 f"{target.where}: an earlier attempt may have reached Travis, and request(s) "
-                f"{', '.join(map(str, unclear[:5]))} are still pending without showing their "
-                "message; waiting for them rather than triggering a second build",
-                after=PENDING_RECHECK, counted=False)
+                f"{', '.join(map(str, found.pending[:5]))} are still pending, so Travis shows "
+                "neither their branch nor their message yet; waiting for them rather than "
+                "triggering a second build", after=PENDING_RECHECK, counted=False)
+        if isinstance(found, Unsure):
+            return RetryLater(
+                f"{target.where}: an earlier attempt may have reached Travis, but {found.read} "
+                "requests were made since this execution first submitted and its marker "
+                f"{marker(job.execution_id)} is in none of them; not triggering a build while "
+                "that cannot be told",
+                transient=False)
         return None
 
     # ------------------------------------------------------------------ check
@@ -334,38 +245,56 @@ class TravisAction(Action):
     def _check(self, job: JobContext, target: Target) -> ActionOutcome:
         build_id = _int(job.run.get("build_id"))
         request_id = _int(job.run.get("request_id"))
+        chosen = revision_of(job, target.where, target.branch_head)
+        recorded = _sha(job.run.get("revision"))  # what the submit asked Travis for
+        revision = chosen if isinstance(chosen, Revision) and chosen.sha == recorded \
+            else Revision(recorded)
         try:
             if build_id is not None:
                 return self._judge_build(self.client.get_build(target.endpoint, build_id),
-                                         target, job)
+                                         target, job, revision)
             if request_id is not None:
                 request = self.client.get_request(target.endpoint, target.slug, request_id)
-                return self._judge_request(request, target, job)
+                return self._judge_request(request, target, job, revision)
         except TravisError as error:
             what = f"build {build_id}" if build_id is not None else f"request {request_id}"
             return outcome_for(error, target.where, f"read {what}")
-        found = self._find_earlier(job, target)
+        found = None if isinstance(chosen, Failed) else self._find_earlier(job, target, chosen)
         if found is not None:
             return found
         return Failed(FailureType.SYSTEM_UNAVAILABLE,
                       f"{target.where}: this execution's run data holds no Travis request and "
                       f"none carries its marker {marker(job.execution_id)}. Fix: retry the stage")
 
-    def _judge_request(self, request: Mapping[str, Any], target: Target,
-                       job: JobContext) -> ActionOutcome:
+    def _judge_request(self, request: Mapping[str, Any], target: Target, job: JobContext,
+                       revision: Revision) -> ActionOutcome:
         request_id = _int(request.get("id"))
         builds = [b for b in request.get("builds") or [] if isinstance(b, dict)
                   and _int(b.get("id")) is not None]
+        commit = request.get("commit")
+        built = _sha(commit.get("sha")) if isinstance(commit, dict) else None
         if builds:
             build = min(builds, key=lambda b: int(b["id"]))
-            outcome = self._judge_build(build, target, job)
+            outcome = self._judge_build(build, target, job, revision, built)
             if isinstance(outcome, InProgress):
-                return replace(outcome, data={"request_id": request_id, **outcome.data})
+                return replace(outcome, data={"request_id": request_id,
+                                              "revision": revision.sha, **outcome.data})
             return outcome
         # Only "approved" and "rejected" are known results (PROTOCOL B4, D9); any other result
         # without a build is a refusal too, while an unknown state without one is still waiting.
         result = request.get("result")
         if result not in (None, "approved"):
+            if revision.sha and not isinstance(commit, dict):
+                # Rejected before Travis had a commit: it could not find the one we asked for.
+                return Failed(
+                    FailureType.REVISION_UNAVAILABLE,
+                    _cut(f"{target.where}: the revision {revision.sha} (input artifact "
+                         f"{revision.artifact or '?'}) cannot be built: Travis rejected build "
+                         f"request {request_id} ({result}) without finding that commit: "
+                         f"{_explain(request)}. Fix: release a commit that is in {target.slug} "
+                         "(the pipeline's source must be this repository, and the commit "
+                         "pushed to it), or set BuildBranchHead to true to build the branch "
+                         "head instead"))
             return Failed(
                 FailureType.CONFIGURATION_ERROR,
                 _cut(f"{target.where}: Travis rejected build request {request_id} "
@@ -373,27 +302,41 @@ class TravisAction(Action):
                      f"{_explain(request)}. Fix: make the branch buildable on Travis CI (its "
                      ".travis.yml, branch conditions and repository settings), then retry "
                      "the stage"))
-        return _pending(request_id)
+        return _pending(request_id, revision, target)
 
-    def _judge_build(self, build: Mapping[str, Any], target: Target,
-                     job: JobContext) -> ActionOutcome:
+    def _judge_build(self, build: Mapping[str, Any], target: Target, job: JobContext,
+                     revision: Revision, built: str | None = None) -> ActionOutcome:
         build_id = int(build["id"])
         number = str(build.get("number") or "?")
         state = str(build.get("state") or "unknown")
-        data = {"build_id": build_id, "build_number": number}
+        commit = build.get("commit")
+        built = (_sha(commit.get("sha")) if isinstance(commit, dict) else None) or built
+        data: dict[str, Any] = {"build_id": build_id, "build_number": number}
+        if built:
+            data["commit"] = built
         url = target.build_url(build_id)
-        summary = f"Travis build #{number} {state}"
+        summary = f"Travis build #{number} {state}" + (f", {built[:7]}" if built else "")
+        if revision.sha and built and not _same_commit(revision.sha, built):
+            return Failed(
+                FailureType.REVISION_OUT_OF_SYNC,
+                f"{target.where}: Travis build #{number} is of commit {built[:12]}, not of the "
+                f"revision {revision.sha[:12]} the pipeline releases, so its result says nothing "
+                f"about that revision ({url}). Fix: check that this Travis accepts the sha of "
+                "API-triggered builds, or set BuildBranchHead to true to test the branch head",
+                RunDetails(str(build_id), summary, 100))
         if state == "passed":
-            return Done(RunDetails(str(build_id), summary, 100),
-                        {"BuildId": str(build_id), "BuildNumber": number, "BuildUrl": url},
-                        data)
+            variables = {"BuildId": str(build_id), "BuildNumber": number, "BuildUrl": url}
+            if built or revision.sha:
+                variables["CommitId"] = built or revision.sha or ""
+            return Done(RunDetails(str(build_id), summary, 100), variables, data)
         if state in TERMINAL_FAILURES:
+            of = f" of {built[:12]}" if built else ""
             return Failed(
                 FailureType.JOB_FAILED,
-                f"{target.where}: Travis build #{number} {TERMINAL_FAILURES[state]}. See {url} "
-                "for the log; fix the build and release the change again",
+                f"{target.where}: Travis build #{number}{of} {TERMINAL_FAILURES[state]}. See "
+                f"{url} for the log; fix the build and release the change again",
                 RunDetails(str(build_id), summary, 100))
-        percent = _percent(state, _timestamp(build.get("started_at")), job.clock.now())
+        percent = _percent(state, timestamp(build.get("started_at")), job.clock.now())
         return InProgress(RunDetails(str(build_id), summary, percent), data)
 
     # ------------------------------------------------------------------ cancel
@@ -408,7 +351,7 @@ class TravisAction(Action):
                        if isinstance(b, dict)]
                 build_id = min((i for i in ids if i is not None), default=None)
                 if build_id is None:
-                    if request.get("state") in (None, "pending"):
+                    if request.get("result") is None:
                         return Cancelled(False, f"{target.where}: request {request_id} is still "
                                          "pending, so it has no build to cancel yet; one may "
                                          "still start: cancel it on Travis CI if it does")
@@ -418,9 +361,14 @@ class TravisAction(Action):
                 return Cancelled(True, f"{target.where}: no Travis request was made; nothing "
                                  "to cancel")
             url = target.build_url(build_id)
+            # Counted, never held back: a cancel is rare and the pacer keeps room for it.
+            self.pacer.record(key_for(target.endpoint.url, target.endpoint.token),
+                              job.clock.now())
             if self.client.cancel_build(target.endpoint, build_id):
-                return Cancelled(True, f"{target.where}: Travis build {build_id} cancelled "
-                                 f"({url})")
+                # Travis queues the cancel (queries/build.rb#cancel): accepted, not yet done.
+                return Cancelled(True, f"{target.where}: Travis accepted the cancel of build "
+                                 f"{build_id}; it shows canceled once Travis has handled it, "
+                                 f"unless it finished first ({url})")
             return Cancelled(True, f"{target.where}: Travis build {build_id} had already "
                              f"finished ({url})")
         except TravisError as error:
@@ -432,26 +380,20 @@ class TravisAction(Action):
 # ---------------------------------------------------------------------- helpers
 
 
-def _pending(request_id: int | None) -> InProgress:
-    return InProgress(RunDetails(None, f"Travis request {request_id} pending", 0),
-                      {"request_id": request_id})
+def _pending(request_id: int | None, revision: Revision, target: Target) -> InProgress:
+    return InProgress(RunDetails(None, f"Travis request {request_id} pending, "
+                                       f"{revision.label(target.branch)}", 0),
+                      {"request_id": request_id, "revision": revision.sha})
 
 
-def _texts(request: Mapping[str, Any]) -> str:
-    """Where a request's marker can show: its commit message, and its own message."""
-    commit = request.get("commit")
-    texts = [commit.get("message") if isinstance(commit, dict) else None, request.get("message")]
-    return "\n".join(t for t in texts if isinstance(t, str))
+def _same_commit(requested: str, built: str) -> bool:
+    """A full sha and an abbreviation of it are the same commit."""
+    a, b = requested.lower(), built.lower()
+    return a.startswith(b) or b.startswith(a)
 
 
-def _message_hidden(request: Mapping[str, Any]) -> bool:
-    """A request whose marker cannot be seen yet but may still show: not processed, no commit.
-
-    A finished request without a commit message will never show one; it is not waited for.
-    """
-    commit = request.get("commit")
-    has_message = isinstance(commit, dict) and isinstance(commit.get("message"), str)
-    return not has_message and request.get("state") != "finished"
+def _sha(value: object) -> str | None:
+    return value.lower() if isinstance(value, str) and value else None
 
 
 def _explain(request: Mapping[str, Any]) -> str:
@@ -476,20 +418,6 @@ def _percent(state: str, started_at: float | None, now: float) -> int:
         return 5
     share = max(0.0, now - started_at) / TYPICAL_BUILD_SECONDS
     return min(99, 10 + int(share * 89))
-
-
-def _timestamp(value: object) -> float | None:
-    """Travis's UTC time stamps (2024-05-01T12:00:00Z, with or without milliseconds)."""
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip().replace("Z", "+00:00")
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
 
 
 def _int(value: object) -> int | None:

@@ -105,12 +105,19 @@ class TravisClient:
     # ------------------------------------------------------------------ the calls
 
     def create_request(
-        self, endpoint: Endpoint, slug: str, branch: str, message: str
+        self, endpoint: Endpoint, slug: str, branch: str, message: str, sha: str | None = None
     ) -> dict[str, Any]:
-        """POST /repo/{slug}/requests once; returns the 202 body (its `request` has the id)."""
-        body = {"request": {"branch": branch, "merge_mode": "deep_merge_append",
-                            "message": message}}
-        return self._call(endpoint, "POST", f"{repo_path(slug)}/requests", json=body)
+        """POST /repo/{slug}/requests once; returns the 202 body (its `request` has the id).
+
+        With `sha`, Travis builds that commit (labelled with the branch); without, the branch's
+        head when it processes the request (PROTOCOL B3).
+        """
+        request: dict[str, str] = {"branch": branch, "merge_mode": "deep_merge_append",
+                                   "message": message}
+        if sha is not None:
+            request["sha"] = sha
+        return self._call(endpoint, "POST", f"{repo_path(slug)}/requests",
+                          json={"request": request})
 
     def get_request(self, endpoint: Endpoint, slug: str, request_id: int) -> dict[str, Any]:
         """One request with its builds, and Travis's messages explaining a rejection."""
@@ -118,11 +125,20 @@ class TravisClient:
                           params={"include": "request.messages"})
 
     def list_requests(
-        self, endpoint: Endpoint, slug: str, branch: str, *, limit: int = 100, offset: int = 0
+        self, endpoint: Endpoint, slug: str, *, since: str | None = None, limit: int = 100,
+        offset: int = 0,
     ) -> tuple[list[dict[str, Any]], bool]:
-        """A page of a branch's requests, newest first, and whether it is the last page."""
-        body = self._read(endpoint, "GET", f"{repo_path(slug)}/requests",
-                          params={"branch": branch, "limit": limit, "offset": offset})
+        """A page of the repository's requests, newest first, and whether it is the last page.
+
+        Never filtered by branch: Travis files an API request under its branch only once it has
+        processed it (travis-api `queries/requests.rb` filters on branch_id, which a pending
+        request lacks), so a pending request is missing from every branch's list. `since` (an
+        ISO time) is Travis's `from` filter on created_at.
+        """
+        params: dict[str, str | int] = {"limit": limit, "offset": offset}
+        if since is not None:
+            params["from"] = since
+        body = self._read(endpoint, "GET", f"{repo_path(slug)}/requests", params=params)
         found = body.get("requests")
         page = [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
         pagination = body.get("@pagination")
@@ -207,8 +223,19 @@ def _decode(operation: str, response: requests.Response) -> dict[str, Any]:
     # Not Travis's JSON error: rack-attack's "Retry later", a proxy's page, an HTML 502.
     kind = {429: "throttled", 403: "forbidden", 401: "unauthorized", 404: "not_found"}.get(
         response.status_code, "server_error" if response.status_code >= 500 else "http_error")
+    if response.status_code == 403:
+        kind = _FORBIDDEN_TEXTS.get(response.text.strip().lower(), kind)
     raise TravisError(operation, response.status_code, kind,
                       _snippet(response.text) or response.reason or kind, retry_after=retry_after)
+
+
+_FORBIDDEN_TEXTS = {
+    "forbidden": "blocked",
+    "access denied": "wrong_credentials",
+}
+"""Travis's two plain-text 403s: rack-attack's default blocklist answer to a banned client
+(lib/travis/api/attack.rb, rack-attack's DEFAULT_BLOCKLISTED_RESPONSE), and the ScopeCheck
+middleware's answer to a token it cannot find (app/middleware/scope_check.rb)."""
 
 
 def _json_body(response: requests.Response) -> Any:

@@ -24,6 +24,11 @@ THROTTLE_WAIT = 60.0
 MAX_WAIT = 3600.0
 """No Retry-After is believed beyond an hour: a longer one is a misconfigured proxy."""
 
+BLOCKED_WAIT = 600.0
+"""Seconds to wait after rack-attack's plain 403 "Forbidden": Travis bans a client for an hour
+after 50 POSTs in 30 s (lib/travis/api/attack.rb) and says neither that nor when it ends, so
+the call is tried again every ten minutes, without using up attempts."""
+
 
 class TravisError(Exception):
     """A Travis API call that did not succeed.
@@ -92,6 +97,12 @@ def outcome_for(error: TravisError, where: Where, doing: str) -> Failed | RetryL
                       f"{where}: could not {doing}: {error.error_message}. Fix: "
                       f"{_CALL_FIXES.get(error.configuration, _CALL_FIXES['ApiUrl'])}")
     said = f"Travis said: {error.error_message} ({error.error_type}, {_status(error)})"
+    if error.status == 403 and error.error_type == "blocked":
+        return RetryLater(
+            f"{where}: could not {doing}: Travis refuses every call from this token (or this "
+            f"host's address) with a plain 'Forbidden', as it does for an hour after more than "
+            f"50 POSTs in 30 seconds. {said}; trying again in {BLOCKED_WAIT:g} s",
+            after=BLOCKED_WAIT, counted=False, failure_type=FailureType.SYSTEM_UNAVAILABLE)
     if error.status in (401, 403):
         return Failed(FailureType.PERMISSION_ERROR,
                       f"{where}: Travis refused to let the APIToken {doing}. {said}. "
@@ -155,11 +166,13 @@ def _permission_fix(error: TravisError, where: Where) -> str:
         return ("the repository moved to travis-ci.com: use https://api.travis-ci.com as the "
                 "action's ApiUrl (or leave it empty) and a travis-ci.com token")
     if error.error_type == "forbidden":
-        return ("Travis answered a bare 'Forbidden' page, which is also how it blocks a client "
-                "that sent too many requests (for an hour); check the token, then retry later")
+        return ("something in front of Travis answered a bare 403 page; check the action's "
+                "ApiUrl and APIToken, and any proxy between the worker and Travis")
     if error.error_type == "insufficient_access":
         return (f"the token's Travis user needs write access to {where.slug} (to trigger and "
                 "cancel builds); use a token of a user with push rights")
+    # wrong_credentials ("access denied", v3/access_control.rb or the ScopeCheck middleware),
+    # login_required, 401: the token itself.
     return (f"set the action's APIToken to a valid Travis API token for {where.api_url} "
             "(Travis: Account, Settings, API authentication, or `travis token --com`)")
 

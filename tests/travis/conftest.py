@@ -26,6 +26,8 @@ BRANCH = "main"
 TOKEN = "trv-secret-token-5f3a9c"
 READ_ONLY = "trv-read-only-token-77b1"
 EXECUTION = "3b1f6a1e-0000-4000-8000-00000000beef"
+REVISION = "4f2c8d0e6b1a9c3e5d7f1a2b3c4d5e6f7a8b9c0d"
+"""The commit CodePipeline's source action recorded on the job's input artifact."""
 
 
 @dataclass
@@ -120,12 +122,16 @@ def configuration(**changes: str) -> dict[str, str]:
 class Job:
     """Plays the engine around one execution: run data merged from outcomes, as decide() does."""
 
-    def __init__(self, clock: FakeClock, execution_id: str = EXECUTION, **config: str) -> None:
+    def __init__(self, clock: FakeClock, execution_id: str = EXECUTION, *,
+                 revision: str | None = REVISION, **config: str) -> None:
         self.clock = clock
         self.execution_id = execution_id
         self.configuration = configuration(**config)
         self.run: dict[str, Any] = {}
         self.details: RunDetails | None = None
+        self.input_artifacts: tuple[dict[str, Any], ...] = () if revision is None else (
+            {"name": "SourceArtifact", "revision": revision,
+             "bucket": "codepipeline-us-east-1-123456789012", "key": "shop/SourceArti/AbC1234"},)
 
     def context(self, *, attempt: int = 0, resumed: bool = False,
                 run: Mapping[str, Any] | None = None,
@@ -136,7 +142,7 @@ class Job:
                       "pipeline_execution_id": "pex-1"},
             configuration=self.configuration, run=dict(self.run if run is None else run),
             details=self.details, attempt=attempt, resumed=resumed, clock=self.clock,
-            deadline=deadline,
+            input_artifacts=self.input_artifacts, deadline=deadline,
         )
 
     def absorb(self, outcome: ActionOutcome) -> ActionOutcome:

@@ -22,7 +22,10 @@ def test_a_running_build_is_cancelled(
 ) -> None:
     job = running_job(action, travis, clock)
     outcome = action.cancel(job.context())
-    assert outcome.ok and "cancelled" in outcome.message
+    assert outcome.ok and "accepted the cancel" in outcome.message
+    # Travis queues it: the action says so rather than claim the build is already canceled.
+    assert travis.builds(SLUG)[0]["state"] == "started"
+    clock.advance(travis.cancel_delay)
     assert travis.builds(SLUG)[0]["state"] == "canceled"
 
 
@@ -46,6 +49,7 @@ def test_the_build_is_found_from_the_request_when_only_the_request_is_recorded(
     assert "build_id" not in job.run
     outcome = action.cancel(job.context())
     assert outcome.ok
+    clock.advance(travis.cancel_delay)
     assert travis.builds(SLUG)[0]["state"] == "canceled"
 
 

@@ -7,7 +7,7 @@ import pytest
 from actions.travis import TravisAction
 from engine import Done, Failed, FailureType, FakeClock, InProgress, RetryLater, RunDetails
 from engine.emulator import TravisEmulator
-from tests.travis.conftest import BRANCH, SLUG, TOKEN, Job, Wire
+from tests.travis.conftest import BRANCH, REVISION, SLUG, TOKEN, Job, Wire
 
 
 def started(action: TravisAction, clock: FakeClock) -> Job:
@@ -22,9 +22,10 @@ def test_a_pending_request_is_in_progress_without_a_build(
     job = started(action, clock)
     outcome = job.check(action)
     assert isinstance(outcome, InProgress)
-    assert outcome.details == RunDetails(None, f"Travis request {job.run['request_id']} pending",
-                                         0)
+    assert outcome.details == RunDetails(
+        None, f"Travis request {job.run['request_id']} pending, revision {REVISION[:7]}", 0)
     assert "build_id" not in job.run
+    assert job.run["revision"] == REVISION
 
 
 def test_the_build_is_recorded_once_the_request_has_one_and_followed_to_passed(
@@ -36,14 +37,16 @@ def test_the_build_is_recorded_once_the_request_has_one_and_followed_to_passed(
     created = job.check(action)
     (build,) = travis.builds(SLUG)
     assert isinstance(created, InProgress)
-    assert created.data == {"request_id": job.run["request_id"], "build_id": build["id"],
-                            "build_number": "1"}
-    assert created.details == RunDetails(str(build["id"]), "Travis build #1 created", 5)
+    assert created.data == {"request_id": job.run["request_id"], "revision": REVISION,
+                            "build_id": build["id"], "build_number": "1", "commit": REVISION}
+    assert created.details == RunDetails(str(build["id"]),
+                                         f"Travis build #1 created, {REVISION[:7]}", 5)
+    assert build["sha"] == REVISION
 
     clock.advance(5.0 + 30.0)
     running = job.check(action)
     assert isinstance(running, InProgress) and running.details is not None
-    assert running.details.summary == "Travis build #1 started"
+    assert running.details.summary == f"Travis build #1 started, {REVISION[:7]}"
     assert running.details.percent is not None and 10 < running.details.percent < 99
     assert wire.calls("GET")[-1].path == f"/build/{build['id']}"
 
@@ -51,9 +54,10 @@ def test_the_build_is_recorded_once_the_request_has_one_and_followed_to_passed(
     passed = job.check(action)
     url = f"https://app.travis-ci.com/github/octo/app/builds/{build['id']}"
     assert passed == Done(
-        RunDetails(str(build["id"]), "Travis build #1 passed", 100),
-        {"BuildId": str(build["id"]), "BuildNumber": "1", "BuildUrl": url},
-        {"build_id": build["id"], "build_number": "1"},
+        RunDetails(str(build["id"]), f"Travis build #1 passed, {REVISION[:7]}", 100),
+        {"BuildId": str(build["id"]), "BuildNumber": "1", "BuildUrl": url,
+         "CommitId": REVISION},
+        {"build_id": build["id"], "build_number": "1", "commit": REVISION},
     )
 
 
@@ -83,9 +87,11 @@ def test_a_build_that_did_not_pass_fails_the_job_naming_repo_branch_and_link(
     (build,) = travis.builds(SLUG)
     assert isinstance(outcome, Failed)
     assert outcome.failure_type is FailureType.JOB_FAILED
-    assert f"Travis repository {SLUG}, branch {BRANCH}: Travis build #1 {words}" in outcome.message
+    assert (f"Travis repository {SLUG}, branch {BRANCH}: Travis build #1 of {REVISION[:12]} "
+            f"{words}") in outcome.message
     assert f"https://app.travis-ci.com/github/octo/app/builds/{build['id']}" in outcome.message
-    assert outcome.details == RunDetails(str(build["id"]), f"Travis build #1 {result}", 100)
+    assert outcome.details == RunDetails(str(build["id"]),
+                                         f"Travis build #1 {result}, {REVISION[:7]}", 100)
 
 
 def test_a_state_the_action_does_not_know_counts_as_in_progress(
@@ -96,7 +102,7 @@ def test_a_state_the_action_does_not_know_counts_as_in_progress(
     clock.advance(3.0)
     outcome = job.check(action)
     assert isinstance(outcome, InProgress) and outcome.details is not None
-    assert outcome.details.summary == "Travis build #1 warming_up"
+    assert outcome.details.summary == f"Travis build #1 warming_up, {REVISION[:7]}"
     outcome = job.check(action)
     assert isinstance(outcome, InProgress)
 

@@ -111,6 +111,9 @@ def test_cancel_is_true_when_accepted_and_false_when_the_build_had_finished(
     clock.advance(2.0)
     build_id = travis.builds(SLUG)[0]["id"]
     assert client.cancel_build(endpoint, build_id) is True
+    # Travis queues the cancel (queries/build.rb#cancel): canceled a moment later.
+    assert travis.builds(SLUG)[0]["state"] != "canceled"
+    clock.advance(travis.cancel_delay)
     assert travis.builds(SLUG)[0]["state"] == "canceled"
     assert client.cancel_build(endpoint, build_id) is False
 

@@ -15,7 +15,13 @@ def test_the_type_is_a_custom_test_action_named_travis() -> None:
     definition = TravisAction.definition()
     assert str(definition.type_id) == "Test/Custom/Travis/1"
     props = {p.name: p for p in definition.properties}
-    assert set(props) == {"Owner", "ProjectName", "Branch", "APIToken", "ApiUrl"}
+    assert set(props) == {"Owner", "ProjectName", "Branch", "APIToken", "ApiUrl",
+                          "BuildBranchHead"}
+    # CodePipeline takes at most 10 configuration properties per action type ([UG-LIM]).
+    assert len(definition.properties) <= 10
+    assert props["BuildBranchHead"].type == "Boolean"
+    assert not (props["BuildBranchHead"].required or props["BuildBranchHead"].key
+                or props["BuildBranchHead"].secret)
     assert definition.secret_names == {"APIToken"}
     assert props["Owner"].key and props["ProjectName"].key
     assert all(props[n].required for n in ("Owner", "ProjectName", "Branch", "APIToken"))

@@ -34,6 +34,13 @@ def ours(travis: TravisEmulator, execution: str) -> list[dict[str, Any]]:
     return [r for r in travis.requests(SLUG) if marker(execution) in (r["message"] or "")]
 
 
+def released(harness: ActionHarness, execution: str) -> str:
+    """The revision CodePipeline sent with the job (its input artifact), as the worker saw it."""
+    artifacts: Any = harness.jobs(execution)[0].pipeline["artifacts"]
+    revision: str = artifacts["input"][0]["revision"]
+    return revision
+
+
 def failure(harness: ActionHarness, execution: str) -> dict[str, Any]:
     details: dict[str, Any] = harness.results(execution)[-1]["request"]["failureDetails"]
     return details
@@ -56,7 +63,10 @@ def test_a_passing_build_succeeds_with_output_variables_and_a_live_console_link(
     assert all(r["accepted"] for r in results)
     progress = [r["request"] for r in results if r["request"].get("continuationToken")]
     assert progress, "the console should be told about the run before it ends"
-    assert progress[0]["executionDetails"]["summary"] == f"Travis request {request['id']} pending"
+    revision = released(harness, execution)
+    assert request["sha"] == revision and request["commit_sha"] == revision
+    assert progress[0]["executionDetails"]["summary"] == (
+        f"Travis request {request['id']} pending, revision {revision[:7]}")
     shown = [p["executionDetails"].get("externalExecutionId") for p in progress]
     assert build_id in shown
     last = results[-1]["request"]
@@ -64,7 +74,9 @@ def test_a_passing_build_succeeds_with_output_variables_and_a_live_console_link(
     assert last["outputVariables"] == {
         "BuildId": build_id, "BuildNumber": "1",
         "BuildUrl": f"https://app.travis-ci.com/github/octo/app/builds/{build_id}",
+        "CommitId": revision,
     }
+    assert final.run["revision"] == revision and final.run["commit"] == revision
     assert last["executionDetails"]["externalExecutionId"] == build_id
     assert final.external_id == build_id
 

@@ -10,6 +10,7 @@ from engine import Failed, FailureType, FakeClock, InProgress, RetryLater, RunDe
 from engine.emulator import Response, TravisEmulator
 from tests.travis.conftest import (
     BRANCH,
+    REVISION,
     SLUG,
     TOKEN,
     Job,
@@ -27,9 +28,11 @@ def test_submit_triggers_once_and_records_the_request_id_at_once(
     outcome = job.submit(action)
     (request,) = travis.requests(SLUG)
     assert isinstance(outcome, InProgress)
-    assert outcome.data == {"request_id": request["id"]}
-    assert outcome.details == RunDetails(None, f"Travis request {request['id']} pending", 0)
+    assert outcome.data == {"request_id": request["id"], "revision": REVISION}
+    assert outcome.details == RunDetails(
+        None, f"Travis request {request['id']} pending, revision {REVISION[:7]}", 0)
     assert request["branch"] == BRANCH and request["merge_mode"] == "deep_merge_append"
+    assert request["sha"] == REVISION
     assert request["message"] == (f"CodePipeline shop/Test/Travis, execution pex-1 "
                                   f"{marker(job.execution_id)}")
 
@@ -64,19 +67,28 @@ def test_a_post_that_could_land_after_the_calls_deadline_is_not_sent(
 
 
 def test_find_shows_an_earlier_request_and_never_sends_one(
-    action: TravisAction, travis: TravisEmulator, clock: FakeClock, wire: Wire
+    action: TravisAction, travis: TravisEmulator, clock: FakeClock, wire: Wire, url: str
 ) -> None:
     job = Job(clock)
     assert action.find(job.context(resumed=True)) is None  # nothing sent yet: nothing found
     first = job.submit(action)
     assert isinstance(first, InProgress)
-    # Pending: Travis hides the message, so the request cannot be told apart yet.
-    assert action.find(Job(clock).context(resumed=True)) is None
+    # Pending: Travis shows neither branch nor message, so another process (a worker that
+    # took over) cannot tell the request apart yet...
+    other_process = TravisAction(quick_client())
+    assert other_process.find(Job(clock).context(resumed=True)) is None
+    # ...while the process that created it knows its id from the 202.
+    mine = action.find(Job(clock).context(resumed=True))
+    assert isinstance(mine, InProgress) and mine.data["request_id"] == first.data["request_id"]
     clock.advance(3.0)
-    found = action.find(Job(clock).context(resumed=True))
+    found = other_process.find(Job(clock).context(resumed=True))
     assert isinstance(found, InProgress)
     assert found.data["request_id"] == first.data["request_id"]
     assert len(wire.calls("POST")) == 1
+    # Listed unfiltered (a pending request is in no branch's list), from a time on.
+    listings = wire.calls("GET", "/requests")
+    assert listings and all("branch" not in r.query and "from" in r.query for r in listings)
+    other_process.close()
 
 
 def test_someone_elses_requests_do_not_stop_a_resumed_submit(
@@ -155,7 +167,7 @@ def test_an_unknown_token_is_a_permission_error(
     outcome = Job(clock, APIToken="trv-nobody-knows-me").submit(action)
     assert isinstance(outcome, Failed)
     assert outcome.failure_type is FailureType.PERMISSION_ERROR
-    assert "login_required" in outcome.message and "APIToken" in outcome.message
+    assert "wrong_credentials" in outcome.message and "APIToken" in outcome.message
     assert "trv-nobody-knows-me" not in outcome.message
     assert travis.requests(SLUG) == []
 
@@ -307,6 +319,7 @@ def test_the_marker_is_found_past_the_first_page_of_requests(
     action: TravisAction, travis: TravisEmulator, clock: FakeClock, wire: Wire, url: str
 ) -> None:
     travis.update_repository(SLUG, request_limit=1000)
+    travis.configure(ban_posts=0)  # 106 POSTs at once: as on Travis Enterprise, no rack-attack
     first = Job(clock).submit(action)
     client = quick_client()
     for n in range(105):
