@@ -158,6 +158,17 @@ def _transient(error: Exception) -> RetryLater | None:
     return None
 
 
+def retry_of(error: ClientError | BotoCoreError, call: str) -> RetryLater:
+    """A failed call that is not a report, as a retry: transient (throttling, 5xx, a lost
+    connection, credentials refused) is retried by time; anything else CodePipeline refused is
+    a refusal that will not change, so its retries are also bounded by the attempts."""
+    transient = _transient(error)
+    if transient is not None:
+        return RetryLater(f"{call}: {transient.reason}")
+    assert isinstance(error, ClientError)
+    return RetryLater(f"{call} refused: {_message(error)}", transient=False)
+
+
 class CodePipeline:
     """The five calls a job worker makes, each turned into an outcome for the machine."""
 
@@ -185,7 +196,7 @@ class CodePipeline:
                                "was replaced by a later dispatch)")
             if code == "JobNotFoundException":
                 return Refused("CodePipeline no longer knows the job (JobNotFoundException)")
-            return _transient(error) or RetryLater(_message(error))
+            return retry_of(error, "AcknowledgeJob")
         except BotoCoreError as error:
             return RetryLater(f"cannot reach CodePipeline: {error}")
         if status == "InProgress":

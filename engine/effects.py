@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from engine.action import Action, JobContext
 from engine.clock import Clock
-from engine.codepipeline import CodePipeline, encode_token
+from engine.codepipeline import CodePipeline, encode_token, retry_of
 from engine.jobdata import configuration_of, credentials_of
 from engine.machine import Effect, JobState
 from engine.outcomes import (
@@ -174,9 +174,9 @@ class Effects:
                                 "timed out or already reported, then removed), so its "
                                 "configuration and credentials cannot be fetched again; "
                                 "nothing more is done for it")
-            return RetryLater(f"GetJobDetails failed: {code}")
+            return retry_of(error, "GetJobDetails")
         except BotoCoreError as error:
-            return RetryLater(f"GetJobDetails failed: cannot reach CodePipeline: {error}")
+            return retry_of(error, "GetJobDetails")
         _, configuration, _ = configuration_of(data)
         action = self.actions[job.action]
         self.vault.put(job.job_id, configuration, action.definition().secret_names,

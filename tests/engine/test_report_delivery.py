@@ -170,3 +170,18 @@ def test_a_job_codepipeline_forgot_while_its_secrets_were_away_is_over_at_once(
         assert h.event_types(execution)[-1] == "job_rejected"
         assert "attempt_failed" not in h.event_types(execution)
         assert h.results(execution) == []  # nothing sent for a job that is over
+
+
+def test_an_acknowledgement_refused_for_good_is_retried_by_attempts_not_for_a_day(
+    tmp_path: Path,
+) -> None:
+    with harness(tmp_path) as h:
+        h.emulator.refuse("AcknowledgeJob", "ValidationException", "nonce in an invalid format")
+        began = h.clock.now()
+        execution = h.start(CONFIG)
+        final = h.run(execution)
+        assert final.state is JobState.LOST
+        assert "gave up after 4 attempts to acknowledge" in str(final.reason)
+        assert "AcknowledgeJob refused: ValidationException" in str(final.reason)
+        assert h.clock.now() - began < 600  # bounded by the attempts, not the job timeout
+        assert h.emulator.call_counts()["AcknowledgeJob"] == h.worker.settings.max_attempts
