@@ -1,4 +1,6 @@
-"""The Travis action under SIGKILL: 30 executions, the worker killed every few seconds.
+"""The Travis action under SIGKILL: 30 executions, the worker killed every few seconds; and 20
+killed right after their POSTs while Travis takes longer to process a request than the action's
+grace.
 
 Every execution must end as its build did, with exactly one Travis request (found by the marker
 in its message) and exactly one accepted final result, and no Travis token may reach the state
@@ -15,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,8 @@ def emulators() -> Iterator[tuple[CodePipelineEmulator, str, TravisEmulator, str
 
 
 def spawn(directory: Path, cp_url: str, travis_url: str, n: int,
-          until_idle: bool = True, crash_at: str | None = None) -> WorkerProcess:
+          until_idle: bool = True, crash_at: str | None = None,
+          extra: Sequence[str] = ()) -> WorkerProcess:
     env = {
         "AWS_ENDPOINT_URL_CODEPIPELINE": cp_url, "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
@@ -60,19 +63,20 @@ def spawn(directory: Path, cp_url: str, travis_url: str, n: int,
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "engine.cli", "--db", f"sqlite:///{directory / 'state.db'}",
-             "run", *(["--until-idle"] if until_idle else []), *FLAGS],
+             "run", *(["--until-idle"] if until_idle else []), *FLAGS, *extra],
             env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, cwd=directory,
             start_new_session=True)
     return WorkerProcess(process, out, err)
 
 
 def start_all(codepipeline: CodePipelineEmulator, cp_url: str, travis: TravisEmulator,
-              per_repo: int, finish_after: float) -> tuple[dict[str, str], dict[str, str]]:
+              per_repo: int, finish_after: float,
+              repos: Sequence[tuple[str, str]] = REPOS) -> tuple[dict[str, str], dict[str, str]]:
     """Repositories with fresh tokens and `per_repo` executions each; returns tokens, results."""
     codepipeline_client(cp_url).create_custom_action_type(**TravisAction.definition().document)
     tokens: dict[str, str] = {}
     expected: dict[str, str] = {}
-    for slug, result in REPOS:
+    for slug, result in repos:
         tokens[slug] = f"travis-token-{secrets.token_hex(12)}"
         travis.add_repository(slug, token=tokens[slug])
         travis.set_schedule(slug, start_after=1.0, finish_after=finish_after, result=result)
@@ -88,17 +92,34 @@ def start_all(codepipeline: CodePipelineEmulator, cp_url: str, travis: TravisEmu
 
 
 def finish(codepipeline: CodePipelineEmulator, cp_url: str, travis_url: str, directory: Path,
-           workers: list[WorkerProcess]) -> None:
+           workers: list[WorkerProcess], extra: Sequence[str] = ()) -> None:
     """`cpworker run --until-idle` until CodePipeline holds nothing unfinished; each exits 0."""
     deadline = time.monotonic() + 90
     while unfinished(codepipeline) and time.monotonic() < deadline:
-        worker = spawn(directory, cp_url, travis_url, len(workers) + 1)
+        worker = spawn(directory, cp_url, travis_url, len(workers) + 1, extra=extra)
         workers.append(worker)
         assert worker.wait(60) == 0, worker.stderr[-3000:]
         assert "Traceback" not in worker.stderr, worker.stderr[-3000:]
         if unfinished(codepipeline):
             time.sleep(1.0)  # a job polled by a killed worker comes back after the ack timeout
     assert not unfinished(codepipeline)
+
+
+def ended_as_built(codepipeline: CodePipelineEmulator, expected: dict[str, str]) -> None:
+    """Every execution ended as its build did, reported exactly once."""
+    by_execution = {e["actionExecutionId"]: e for e in codepipeline.executions()}
+    jobs_by_execution: dict[str, list[dict[str, Any]]] = {}
+    for job in codepipeline.jobs():
+        jobs_by_execution.setdefault(job["actionExecutionId"], []).append(job)
+    for execution_id, result in expected.items():
+        status = by_execution[execution_id]["status"]
+        assert status == ("Succeeded" if result == "passed" else "Failed"), execution_id
+        calls = [c for j in jobs_by_execution[execution_id] for c in j["results"]]
+        assert sum(is_final_result(c) for c in calls) == 1
+        for job in jobs_by_execution[execution_id]:
+            assert sum(c["accepted"] for c in job["results"]) <= 1
+        if result == "failed":
+            assert by_execution[execution_id]["failureDetails"]["type"] == "JobFailed"
 
 
 def one_request_each(travis: TravisEmulator, expected: dict[str, str]) -> None:
@@ -139,20 +160,7 @@ def test_thirty_travis_executions_survive_a_worker_killed_every_few_seconds(
         for worker in workers:
             worker.kill()
 
-    # Every execution ended as its build did, reported exactly once.
-    by_execution = {e["actionExecutionId"]: e for e in codepipeline.executions()}
-    jobs_by_execution: dict[str, list[dict[str, Any]]] = {}
-    for job in codepipeline.jobs():
-        jobs_by_execution.setdefault(job["actionExecutionId"], []).append(job)
-    for execution_id, result in expected.items():
-        status = by_execution[execution_id]["status"]
-        assert status == ("Succeeded" if result == "passed" else "Failed"), execution_id
-        calls = [c for j in jobs_by_execution[execution_id] for c in j["results"]]
-        assert sum(is_final_result(c) for c in calls) == 1
-        for job in jobs_by_execution[execution_id]:
-            assert sum(c["accepted"] for c in job["results"]) <= 1
-        if result == "failed":
-            assert by_execution[execution_id]["failureDetails"]["type"] == "JobFailed"
+    ended_as_built(codepipeline, expected)
 
     # Exactly one Travis request per execution, whatever the kills interrupted.
     one_request_each(travis, expected)
@@ -195,3 +203,46 @@ def _first_job(directory: Path) -> str:
     with sqlite3.connect(directory / "state.db") as conn:
         row = conn.execute("SELECT job_id FROM events WHERE seq = 1 ORDER BY at LIMIT 1").fetchone()
     return str(row[0])
+
+
+SLOW_REPOS = [(f"acme/slow-{n}", "passed" if n % 2 else "failed") for n in range(4)]
+PROCESSING = 20.0
+"""Seconds Travis takes here to process a request: longer than the action's grace (10 s with
+CPWORKER_TRAVIS_TIMEOUT=4) plus the call window (2 s below), so the worker that takes over
+looks while the requests are still pending, without branch or message (travis-api
+queries/request.rb#create_request), and must wait rather than trigger again."""
+SLOW_FLAGS = ("--submit-window", "2")
+
+
+@pytest.mark.slow
+def test_twenty_executions_killed_after_their_posts_while_travis_processes_slowly(
+    tmp_path: Path,
+) -> None:
+    codepipeline = CodePipelineEmulator(continuation_delay=0.2, ack_timeout=3.0,
+                                        seed=random.randrange(2**31))
+    travis = TravisEmulator(build_delay=PROCESSING, seed=2)
+    workers: list[WorkerProcess] = []
+    with EmulatorServer(codepipeline) as cp, EmulatorServer(travis) as tr:
+        _, expected = start_all(codepipeline, cp.url, travis, 5, 3.0, SLOW_REPOS)
+        assert len(expected) == 20
+        began = time.monotonic()
+        try:
+            workers.append(spawn(tmp_path, cp.url, tr.url, 1, crash_at="after:submit",
+                                 extra=SLOW_FLAGS))
+            assert workers[0].wait(30) == -signal.SIGKILL, workers[0].stderr[-3000:]
+            landed = travis.requests()
+            assert landed, "the crash came before any request was sent"
+            assert all(r["state"] == "pending" for r in landed)
+            finish(codepipeline, cp.url, tr.url, tmp_path, workers, extra=SLOW_FLAGS)
+        finally:
+            for worker in workers:
+                worker.kill()
+        took = time.monotonic() - began
+    ended_as_built(codepipeline, expected)
+    one_request_each(travis, expected)
+    # The takeover met requests Travis did not show yet, and waited for them.
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        waits = [row[0] for row in conn.execute(
+            "SELECT data FROM events WHERE type = 'attempt_failed'")]
+    assert any("still pending" in w for w in waits), waits[:5]
+    assert took < 120, f"took {took:.0f} s"
