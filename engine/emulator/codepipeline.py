@@ -76,8 +76,9 @@ class CodePipelineEmulator:
 
     - `GET  /_emulator/health` -> {"status": "ok", "service": "codepipeline", ...}
     - `POST /_emulator/executions` {"action_type": "Test/Custom/Travis/1" or {...},
-      "configuration": {...}, "pipeline_name", "stage", "action", "input_artifacts",
-      "output_artifacts", "encryption_key"} -> 201 start_execution()'s answer
+      "configuration": {...}, "pipeline_name", "stage", "action", "input_artifacts" (a count,
+      names, or {"name", "revision"} objects), "output_artifacts", "encryption_key",
+      "revision"} -> 201 start_execution()'s answer
     - `GET  /_emulator/executions`, `GET /_emulator/executions/{id}`
     - `POST /_emulator/executions/{id}/stop` {"abandon": true, "reason": "..."} -> the execution
     - `GET  /_emulator/jobs[?status=Queued]` -> {"jobs": [...]}, `GET /_emulator/jobs/{id}`
