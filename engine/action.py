@@ -168,6 +168,9 @@ class JobContext:
     artifact_credentials: ArtifactCredentials | None = field(default=None, repr=False)
     input_artifacts: tuple[Mapping[str, JSON], ...] = ()
     output_artifacts: tuple[Mapping[str, JSON], ...] = ()
+    intended_at: float | None = None
+    """When this execution's submission was first intended (recorded): nothing an earlier
+    attempt started can be older, so a lookup of earlier runs may stop reading there."""
     deadline: float | None = None
     """For submit(): anything this call sends must have landed by then (clock time), because
     other workers wait exactly that long before looking for it. A submit that could not finish

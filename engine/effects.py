@@ -216,4 +216,5 @@ class Effects:
             output_artifacts=tuple(artifacts.get("output", []) if isinstance(artifacts, Mapping)
                                    else []),
             deadline=deadline,
+            intended_at=job.intended_at,
         )

@@ -51,6 +51,11 @@ def key_data(event: Event) -> str:
         pipeline = data.get("pipeline") or {}
         if isinstance(pipeline, Mapping) and pipeline.get("pipeline_name"):
             parts.append(f"pipeline={pipeline['pipeline_name']}")
+        artifacts = pipeline.get("artifacts") if isinstance(pipeline, Mapping) else None
+        inputs = artifacts.get("input") if isinstance(artifacts, Mapping) else None
+        for artifact in inputs if isinstance(inputs, list) else []:
+            if isinstance(artifact, Mapping) and artifact.get("revision"):
+                parts.append(f"revision {artifact.get('name') or '?'}={artifact['revision']}")
         if data.get("continues"):
             parts.append(f"continues={data['continues']}")
         if data.get("problem"):

@@ -80,6 +80,9 @@ class Job:
     """The submission may start a call until then (intent_by's window). Recorded in the log, so
     the latest moment an earlier holder's call can land (armed_until + the action's grace) is
     known to every worker, however often they restart."""
+    intended_at: float | None = None
+    """When the submission was first intended: where an action's lookup of earlier attempts
+    can stop reading back."""
     armings: int = 0
     """Call windows opened for the submission: more than one means calls may have gone out
     before, so the action looks for its earlier work first (JobContext.resumed)."""
@@ -126,6 +129,7 @@ def _first(event: Event) -> dict[str, Any]:
         "intent_by": None,
         "armed_until": None,
         "armings": 0,
+        "intended_at": None,
     }
 
 
@@ -161,6 +165,8 @@ def _apply(values: dict[str, Any], event: Event) -> None:
     elif event.type == "submit_intended":  # written before call windows existed
         values["intent_by"] = data.get("worker")
         values["armings"] = values.get("armings", 0) + 1
+    if event.type == "submit_intended" and values.get("intended_at") is None:
+        values["intended_at"] = event.at
     if event.type == "run_started":
         values["run_started_at"] = event.at
     if state in FINAL:

@@ -210,10 +210,10 @@ class TravisAction(Action):
         first submit is visibly someone else's does the action trigger again.
         """
         now = job.clock.now()
-        # JobContext.intended_at (the execution's first submit_intended) bounds the search when
-        # the engine provides it; until then, the longest a submission can go on.
-        intended = getattr(job, "intended_at", None)
-        start = float(intended) if isinstance(intended, (int, float)) else now - LOOKUP_HORIZON
+        # The execution's first submit_intended bounds the search: nothing of ours is older.
+        # Rows recorded before the engine kept it read back as far as a submission can go on.
+        intended = job.intended_at
+        start = intended if intended is not None else now - LOOKUP_HORIZON
         try:
             found = find_request(self.client, target.endpoint, target.slug,
                                  marker(job.execution_id), job.execution_id,

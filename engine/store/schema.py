@@ -64,6 +64,7 @@ jobs = sa.Table(
     sa.Column("lease_expires_at", UTCTime, nullable=True),
     sa.Column("armed_until", UTCTime, nullable=True),
     sa.Column("armings", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("intended_at", UTCTime, nullable=True),
     sa.Index("ix_jobs_action_next_due_at", "action", "next_due_at"),
 )
 """The projection: one row per job, updated in the same transaction as each append.

@@ -36,7 +36,7 @@ from engine.store.schema import UTCTime, events, jobs
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
-REVISIONS = ("0001", "0002", "0003", "0004")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 """Every migration in engine/store/migrations, oldest first (a test keeps the two equal)."""
 HEAD_REVISION = REVISIONS[-1]
 

@@ -7,14 +7,14 @@ TravisAction, which shares nothing with the first but Travis.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from actions.travis import TravisAction, marker
 from actions.travis.lookup import CLOCK_SKEW, MAX_PAGES, iso
-from engine import FakeClock, InProgress, JobContext, RetryLater
+from engine import FakeClock, InProgress, RetryLater
 from engine.emulator import Response, TravisEmulator
 from tests.travis.conftest import SLUG, Job, Wire, quick_client
 
@@ -80,21 +80,13 @@ def test_paging_stops_at_the_first_request_older_than_the_bound_even_if_from_is_
     assert len(wire.calls("GET", "/requests")) == 1
 
 
-@dataclass(frozen=True)
-class WithIntent(JobContext):
-    """A JobContext from an engine that tells when the execution first submitted."""
-
-    intended_at: float | None = None
-
-
 def test_the_lookup_is_bounded_by_the_first_submit_when_the_engine_says_when(
     action: TravisAction, clock: FakeClock, wire: Wire
 ) -> None:
     job = Job(clock)
     base = job.context(resumed=True)
     intended = clock.now() - 120.0
-    context = WithIntent(**{f: getattr(base, f) for f in base.__dataclass_fields__},
-                         intended_at=intended)
+    context = replace(base, intended_at=intended)
     assert isinstance(action.submit(context), InProgress)
     (listing,) = wire.calls("GET", "/requests")
     assert listing.query["from"] == [iso(intended - CLOCK_SKEW)]
