@@ -34,6 +34,9 @@ class Steady:
     """(seconds since the worker started, RSS in MB)."""
     started: int
     finished: int
+    db_mb: float = 0.0
+    """The state database's size at the end (with its WAL): what SQLite's page caches (2 MB
+    per connection by default) fill up with while the run warms."""
 
     @property
     def first(self) -> float:
@@ -50,17 +53,29 @@ class Steady:
     @property
     def growth_per_minute(self) -> float:
         """The least-squares slope of RSS over time, in MB per minute (0 with one sample)."""
-        if len(self.samples) < 2:
-            return 0.0
-        slope, _ = statistics.linear_regression([t for t, _ in self.samples],
-                                                [mb for _, mb in self.samples])
-        return slope * 60.0
+        return _slope(self.samples)
+
+    @property
+    def warm_growth_per_minute(self) -> float:
+        """The slope over the second half of the run, once caches and pools are warm: a leak
+        keeps its slope there, a cache filling up does not."""
+        half = self.samples[-1][0] / 2 if self.samples else 0.0
+        return _slope([(t, mb) for t, mb in self.samples if t >= half])
 
     def line(self) -> str:
         return (f"steady run: RSS first {self.first:.1f} MB, last {self.last:.1f} MB, max "
                 f"{self.peak:.1f} MB, growth {self.growth_per_minute:+.3f} MB/min over "
-                f"{len(self.samples)} samples {self.samples[-1][0] / 60:.1f} min; "
+                f"{len(self.samples)} samples {self.samples[-1][0] / 60:.1f} min, "
+                f"{self.warm_growth_per_minute:+.3f} MB/min over the second half; database "
+                f"{self.db_mb:.1f} MB; "
                 f"{self.started} executions started, {self.finished} finished")
+
+
+def _slope(samples: list[tuple[float, float]]) -> float:
+    if len(samples) < 2:
+        return 0.0
+    slope, _ = statistics.linear_regression([t for t, _ in samples], [mb for _, mb in samples])
+    return slope * 60.0
 
 
 def rss_mb(pid: int) -> float:
@@ -124,7 +139,8 @@ def steady_run(tmp: Path, seconds: float, every: float, rate: float = 1.0,
                     worker.kill()
                     worker.wait(10)
         finished = sum(1 for e in emulator.executions() if e["status"] != "InProgress")
-    return Steady(samples, started, finished)
+    db_mb = sum(p.stat().st_size for p in directory.glob("state.db*")) / 2**20
+    return Steady(samples, started, finished, db_mb)
 
 
 if __name__ == "__main__":
