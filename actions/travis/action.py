@@ -28,6 +28,7 @@ from actions.travis.lookup import (
     SentLedger,
     Unsure,
     find_request,
+    int_or_none,
     place_of,
     timestamp,
 )
@@ -151,7 +152,7 @@ class TravisAction(Action):
     # ------------------------------------------------------------------ submit
 
     def _submit(self, job: JobContext, target: Target) -> ActionOutcome:
-        request_id = _int(job.run.get("request_id"))
+        request_id = int_or_none(job.run.get("request_id"))
         if request_id is not None:
             return self._check(job, target)
         revision = revision_of(job, target.where, target.branch_head)
@@ -183,7 +184,7 @@ class TravisAction(Action):
             return outcome_for(error, target.where, f"trigger a build of {target.slug} "
                                                     f"({revision.label(target.branch)})")
         request = accepted.get("request")
-        new_id = _int(request.get("id")) if isinstance(request, dict) else None
+        new_id = int_or_none(request.get("id")) if isinstance(request, dict) else None
         if new_id is None:
             # Accepted, but no id to follow: something Travis-like that is not Travis. Counted,
             # so the next attempt is a resumed one and looks for the marker before re-sending.
@@ -243,8 +244,8 @@ class TravisAction(Action):
     # ------------------------------------------------------------------ check
 
     def _check(self, job: JobContext, target: Target) -> ActionOutcome:
-        build_id = _int(job.run.get("build_id"))
-        request_id = _int(job.run.get("request_id"))
+        build_id = int_or_none(job.run.get("build_id"))
+        request_id = int_or_none(job.run.get("request_id"))
         chosen = revision_of(job, target.where, target.branch_head)
         recorded = _sha(job.run.get("revision"))  # what the submit asked Travis for
         revision = chosen if isinstance(chosen, Revision) and chosen.sha == recorded \
@@ -268,9 +269,9 @@ class TravisAction(Action):
 
     def _judge_request(self, request: Mapping[str, Any], target: Target, job: JobContext,
                        revision: Revision) -> ActionOutcome:
-        request_id = _int(request.get("id"))
+        request_id = int_or_none(request.get("id"))
         builds = [b for b in request.get("builds") or [] if isinstance(b, dict)
-                  and _int(b.get("id")) is not None]
+                  and int_or_none(b.get("id")) is not None]
         commit = request.get("commit")
         built = _sha(commit.get("sha")) if isinstance(commit, dict) else None
         if builds:
@@ -342,12 +343,12 @@ class TravisAction(Action):
     # ------------------------------------------------------------------ cancel
 
     def _cancel(self, job: JobContext, target: Target) -> Cancelled:
-        build_id = _int(job.run.get("build_id"))
-        request_id = _int(job.run.get("request_id"))
+        build_id = int_or_none(job.run.get("build_id"))
+        request_id = int_or_none(job.run.get("request_id"))
         try:
             if build_id is None and request_id is not None:
                 request = self.client.get_request(target.endpoint, target.slug, request_id)
-                ids = [_int(b.get("id")) for b in request.get("builds") or []
+                ids = [int_or_none(b.get("id")) for b in request.get("builds") or []
                        if isinstance(b, dict)]
                 build_id = min((i for i in ids if i is not None), default=None)
                 if build_id is None:
@@ -420,14 +421,6 @@ def _percent(state: str, started_at: float | None, now: float) -> int:
     return min(99, 10 + int(share * 89))
 
 
-def _int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return None
 
 
 def _cut(text: str) -> str:

@@ -114,7 +114,7 @@ def find_request(client: TravisClient, endpoint: Endpoint, slug: str, marker: st
         requests, is_last = client.list_requests(endpoint, slug, since=iso(since), limit=PAGE,
                                                  offset=page * PAGE)
         for request in requests:
-            request_id = _int(request.get("id"))
+            request_id = int_or_none(request.get("id"))
             if request_id is None:
                 continue
             created = timestamp(request.get("created_at"))
@@ -165,7 +165,8 @@ def timestamp(value: object) -> float | None:
     return moment.timestamp()
 
 
-def _int(value: object) -> int | None:
+def int_or_none(value: object) -> int | None:
+    """An id Travis sent as a number or a digit string; None for anything else."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):

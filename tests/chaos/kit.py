@@ -29,6 +29,7 @@ from engine.machine import JobState
 from engine.store import EventStore, open_store
 from engine.testing import codepipeline_client
 from tests.actions.ledger import EXPECTED_TOKEN_PREFIX, requests_of
+from tests.e2e.conftest import EXPECT as E2E_EXPECT
 from tests.e2e.conftest import REPO, Expect, WorkerProcess, invoke, is_final_result
 
 REPORT_ENV = "CPWORKER_CHAOS_REPORT"
@@ -68,10 +69,7 @@ KINDS = {
     "travis": Kind("travis", "travis", "Test/Custom/Travis/1", "Travis", False),
 }
 
-EXPECT = {
-    "pass": Expect("Succeeded", None, JobState.SUCCEEDED, True),
-    "fail": Expect("Failed", "JobFailed", JobState.FAILED, True),
-}
+EXPECT = {outcome: E2E_EXPECT[outcome] for outcome in ("pass", "fail")}
 CONFIGURATION_ERROR = Expect("Failed", "ConfigurationError", JobState.FAILED, False)
 """A job whose data cannot be worked: failed at once, nothing submitted."""
 
