@@ -314,11 +314,22 @@ def scrub_outcome(outcome: _O, scrub: Callable[[str], str]) -> _O:
     return scrubbed
 
 
+_SCALARS = (int, float, bool, type(None))
+_INIT_FIELDS: dict[type, tuple[str, ...]] = {}
+"""Each outcome class's init fields, looked up once: dataclasses.fields() on every outcome of
+the hot path cost more than the scrub itself."""
+
+
 def scrub_value(value: Any, scrub: Callable[[str], str]) -> Any:
     """`value` with its strings scrubbed, however deep in mappings, sequences and dataclasses."""
+    kind = type(value)
+    if kind is str:
+        return scrub(value)
+    if kind in _SCALARS or isinstance(value, Enum):
+        return value
     if isinstance(value, str):
-        return value if isinstance(value, Enum) else scrub(value)
-    if isinstance(value, Mapping):
+        return scrub(value)
+    if kind is dict or isinstance(value, Mapping):
         items = [(scrub_value(k, scrub), scrub_value(v, scrub)) for k, v in value.items()]
         if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items(), strict=True)):
             return value
@@ -329,14 +340,16 @@ def scrub_value(value: Any, scrub: Callable[[str], str]) -> Any:
             return value
         return tuple(scrubbed) if isinstance(value, tuple) else scrubbed
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _INIT_FIELDS.get(kind)
+        if names is None:
+            names = tuple(f.name for f in dataclasses.fields(value) if f.init)
+            _INIT_FIELDS[kind] = names
         changes = {}
-        for f in dataclasses.fields(value):
-            if not f.init:
-                continue
-            before = getattr(value, f.name)
+        for name in names:
+            before = getattr(value, name)
             after = scrub_value(before, scrub)
             if after is not before:
-                changes[f.name] = after
+                changes[name] = after
         return dataclasses.replace(value, **changes) if changes else value
     return value
 
