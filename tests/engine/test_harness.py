@@ -74,3 +74,17 @@ def test_a_malformed_job_fails_as_configuration_error_and_the_engine_goes_on(
         assert failure["type"] == "ConfigurationError"
         assert "the required property Outcome is missing" in failure["message"]
         assert not (tmp_path / "submissions.log").exists()
+
+
+def test_finished_jobs_leave_no_secret_in_memory(tmp_path: Path) -> None:
+    """Every job that ends, handed on to its continuation included, is forgotten by the vault:
+    a steady flow of executions keeps its memory flat instead of filling the vault to its cap."""
+    with ActionHarness(LedgerAction(), tmp_path) as harness:
+        executions = [harness.start(config(tmp_path, outcome))
+                      for outcome in ("pass", "fail", "pass")]
+        for execution in executions:
+            harness.run(execution)
+        jobs = [job for execution in executions for job in harness.jobs(execution)]
+        assert any(job.state is JobState.HANDED_ON for job in jobs)
+        assert all(job.final for job in jobs)
+        assert harness.worker.vault.sizes()["entries"] == 0
