@@ -19,7 +19,6 @@ OutputVariablesSizeExceededException):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -42,8 +41,6 @@ from engine.outcomes import (
 
 if TYPE_CHECKING:
     from mypy_boto3_codepipeline import CodePipelineClient
-
-TOKEN_VERSION = 1
 
 _TRANSIENT = {
     "ThrottlingException", "Throttling", "ThrottledException", "RequestLimitExceeded",
@@ -76,34 +73,6 @@ def make_client(endpoint_url: str | None = None, region: str | None = None,
     key_id, secret = credentials if credentials else (None, None)
     return boto3.client("codepipeline", endpoint_url=endpoint_url, region_name=region,
                         config=config, aws_access_key_id=key_id, aws_secret_access_key=secret)
-
-
-def encode_token(job_id: str, run: Mapping[str, JSON], details: Mapping[str, JSON] | None,
-                 run_started_at: float | None, *, short: bool = False) -> str:
-    """The continuation token: enough to resume the run even where the log is not at hand.
-
-    It carries the action's run data (ids, never secrets) so a continuation job can pick up the
-    external run from the token alone; past CodePipeline's limit (engine.limits), or when
-    `short`, only the job id is kept (the continuation reads the run from the log).
-    """
-    short_token = json.dumps({"v": TOKEN_VERSION, "job": job_id}, separators=(",", ":"))
-    if short:
-        return short_token
-    payload = {"v": TOKEN_VERSION, "job": job_id, "run": dict(run), "details": details,
-               "started": run_started_at}
-    token = json.dumps(payload, separators=(",", ":"), sort_keys=True)
-    return token if limits.CONTINUATION_TOKEN.fits(token) else short_token
-
-
-def decode_token(token: str) -> dict[str, Any] | None:
-    """The token's payload, or None when it is not one of ours (another worker's format)."""
-    try:
-        payload = json.loads(token)
-    except ValueError:
-        return None
-    if not isinstance(payload, dict) or payload.get("v") != TOKEN_VERSION or "job" not in payload:
-        return None
-    return payload
 
 
 def execution_details(details: RunDetails | Mapping[str, JSON] | None) -> dict[str, Any] | None:

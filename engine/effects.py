@@ -19,8 +19,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from engine.action import Action, JobContext
 from engine.clock import Clock
-from engine.codepipeline import CodePipeline, encode_token, retry_of
-from engine.jobdata import configuration_of, credentials_of
+from engine.codepipeline import CodePipeline, retry_of
+from engine.jobdata import configuration_of, credentials_of, encode_token
 from engine.machine import Effect, JobState
 from engine.outcomes import (
     Cancelled,

@@ -21,9 +21,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from engine import limits
 from engine.action import Action, ActionDefinition
 from engine.clock import Clock
-from engine.codepipeline import decode_token
 from engine.errors import ConcurrencyConflict, CpworkerError, StoreFailure, StoreUnavailable
-from engine.jobdata import configuration_of, credentials_of, mapping, recorded_configuration, text
+from engine.jobdata import (
+    configuration_of,
+    credentials_of,
+    decode_token,
+    mapping,
+    recorded_configuration,
+    text,
+)
 from engine.machine import JobState
 from engine.outcomes import JSON
 from engine.projection import Event, Job, NewEvent, project

@@ -9,10 +9,16 @@ out is said in words an operator can act on.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
+from engine import limits
 from engine.action import ArtifactCredentials
+from engine.outcomes import JSON
+
+TOKEN_VERSION = 1
+"""The continuation token's format; a token of another version is not ours."""
 
 NOT_TEXT = "(not text)"
 """Stands in, in the recorded configuration, for a value that is not a string."""
@@ -82,3 +88,31 @@ def recorded_configuration(configuration: Mapping[str, Any], secret_names: froze
     """The configuration as the log may keep it: secrets redacted, non-text values marked."""
     return {k: (redacted if k in secret_names else v if isinstance(v, str) else NOT_TEXT)
             for k, v in configuration.items()}
+
+
+def encode_token(job_id: str, run: Mapping[str, JSON], details: Mapping[str, JSON] | None,
+                 run_started_at: float | None, *, short: bool = False) -> str:
+    """The continuation token: enough to resume the run even where the log is not at hand.
+
+    It carries the action's run data (ids, never secrets) so a continuation job can pick up the
+    external run from the token alone; past CodePipeline's limit (engine.limits), or when
+    `short`, only the job id is kept (the continuation reads the run from the log).
+    """
+    short_token = json.dumps({"v": TOKEN_VERSION, "job": job_id}, separators=(",", ":"))
+    if short:
+        return short_token
+    payload = {"v": TOKEN_VERSION, "job": job_id, "run": dict(run), "details": details,
+               "started": run_started_at}
+    token = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+    return token if limits.CONTINUATION_TOKEN.fits(token) else short_token
+
+
+def decode_token(token: str) -> dict[str, Any] | None:
+    """The token's payload, or None when it is not one of ours (another worker's format)."""
+    try:
+        payload = json.loads(token)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or payload.get("v") != TOKEN_VERSION or "job" not in payload:
+        return None
+    return payload

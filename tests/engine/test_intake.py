@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from engine.clock import FakeClock
-from engine.codepipeline import encode_token
 from engine.errors import StoreUnavailable
 from engine.intake import Intake
+from engine.jobdata import encode_token
 from engine.machine import JobState
 from engine.projection import Event, Job, project
 from engine.secrets import SecretVault
