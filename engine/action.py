@@ -189,16 +189,19 @@ class Action(ABC):
     name: ClassVar[str]
     definition_package: ClassVar[str]
     definition_file: ClassVar[str]
-    check_interval: ClassVar[float | None] = None
+    check_interval: float | None = None
     """Seconds between checks of a running job; None: the engine's setting."""
-    time_budget: ClassVar[float | None] = None
+    time_budget: float | None = None
     """Seconds an external run may take before it is cancelled and failed; None: the engine's."""
-    submit_grace: ClassVar[float] = 30.0
+    submit_grace: float = 30.0
     """Seconds a submit() call may run, and so land, after it started: at least its calls' own
     timeouts (and JobContext.deadline tells submit() when that time is up). A worker resuming
     another's submission waits until that worker's call window (recorded in the log) closed
     plus this grace before submit() looks for the earlier run, or a call still in flight could
-    land after the look and a second run be started."""
+    land after the look and a second run be started.
+
+    These three may be set on the class, or on the instance when they depend on settings the
+    action reads as it is made (when the worker starts, never at import)."""
 
     _definition: ClassVar[ActionDefinition | None] = None
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from actions.travis.client import CONNECT_TIMEOUT, READ_TIMEOUT, TravisClient
+from actions.travis.client import CONNECT_TIMEOUT, TravisClient
 from actions.travis.errors import TravisError, outcome_for
 from actions.travis.lookup import (
     CLOCK_SKEW,
@@ -34,7 +34,8 @@ from actions.travis.lookup import (
 )
 from actions.travis.pacing import WINDOW, PostPacer, key_for
 from actions.travis.revision import Revision, revision_of
-from actions.travis.target import API_URL_ENV, Target, web_url
+from actions.travis.settings import API_URL_ENV, TravisSettings
+from actions.travis.target import Target, web_url
 from engine import (
     Action,
     Cancelled,
@@ -49,12 +50,7 @@ from engine import (
 from engine.outcomes import ActionOutcome
 from engine.secrets import REDACTED, forms, scrub_outcome
 
-__all__ = ["API_URL_ENV", "POST_SECONDS", "Target", "TravisAction", "marker", "web_url"]
-
-CHECK_INTERVAL_ENV = "CPWORKER_CHECK_INTERVAL"
-
-POST_SECONDS = CONNECT_TIMEOUT + READ_TIMEOUT
-"""The longest a POST /requests can take to land (or never): its own timeouts."""
+__all__ = ["API_URL_ENV", "Target", "TravisAction", "TravisSettings", "marker", "web_url"]
 
 MARKER_PREFIX = "cpworker:"
 TERMINAL_FAILURES = {
@@ -75,16 +71,6 @@ MAX_MESSAGE = 4000
 """PutJobFailureResult takes 5000 characters; Travis's rejection messages are cut to fit."""
 
 
-def _check_interval_from_env() -> float | None:
-    """CPWORKER_CHECK_INTERVAL in seconds, or None (the engine's setting) when unset or bad."""
-    raw = os.environ.get(CHECK_INTERVAL_ENV, "").strip()
-    try:
-        value = float(raw) if raw else None
-    except ValueError:
-        return None
-    return value if value is not None and value > 0 else None
-
-
 def marker(execution_id: str) -> str:
     """What ties a Travis request to its CodePipeline action execution."""
     return f"[{MARKER_PREFIX}{execution_id}]"
@@ -96,15 +82,19 @@ class TravisAction(Action):
     name = "travis"
     definition_package = "actions.travis"
     definition_file = "travis.json"
-    check_interval = _check_interval_from_env()
-    """Read once at import; None leaves it to the engine (whose --check-interval reads the same
-    variable, so the two agree unless the flag is given on the command line)."""
-    submit_grace = POST_SECONDS + 1.0
-    """A POST /requests sent by a worker that then died lands within its timeouts, or never."""
 
-    def __init__(self, client: TravisClient | None = None,
-                 pacer: PostPacer | None = None) -> None:
-        self.client = client or TravisClient()
+    def __init__(self, client: TravisClient | None = None, pacer: PostPacer | None = None,
+                 settings: TravisSettings | None = None) -> None:
+        """Made when the worker starts: that is when its settings are read (`settings`, or
+        the CPWORKER_TRAVIS_* environment variables)."""
+        self.settings = settings or TravisSettings.from_environ(os.environ)
+        self.client = client or TravisClient(
+            timeout=(CONNECT_TIMEOUT, self.settings.read_timeout))
+        self.post_seconds = sum(self.client.timeout)
+        """The longest a POST /requests can take to land (or never): its own timeouts."""
+        self.submit_grace = self.post_seconds + 1.0
+        """A POST /requests sent by a worker that then died lands within its timeouts, or
+        never."""
         self.pacer = pacer or PostPacer()
         """Shared by the action's threads: every POST with one token goes through it."""
         self.sent = SentLedger()
@@ -116,13 +106,13 @@ class TravisAction(Action):
     # ------------------------------------------------------------------ the interface
 
     def submit(self, job: JobContext) -> ActionOutcome:
-        target = Target.parse(job.configuration)
+        target = Target.parse(job.configuration, self.settings.api_url)
         if isinstance(target, Failed):
             return target
         return _scrubbed(self._submit(job, target), target.endpoint.token)
 
     def check(self, job: JobContext) -> ActionOutcome:
-        target = Target.parse(job.configuration)
+        target = Target.parse(job.configuration, self.settings.api_url)
         if isinstance(target, Failed):
             return target
         return _scrubbed(self._check(job, target), target.endpoint.token)
@@ -131,7 +121,7 @@ class TravisAction(Action):
         """The request an earlier submit of this execution made, found by its marker; None
         while none shows (a POST may still be landing, or a pending request hides its
         message): the engine then waits out the earlier call before submit() looks again."""
-        target = Target.parse(job.configuration)
+        target = Target.parse(job.configuration, self.settings.api_url)
         if isinstance(target, Failed):
             return target
         revision = revision_of(job, target.where, target.branch_head)
@@ -143,7 +133,7 @@ class TravisAction(Action):
         return _scrubbed(found, target.endpoint.token)
 
     def cancel(self, job: JobContext) -> Cancelled:
-        target = Target.parse(job.configuration)
+        target = Target.parse(job.configuration, self.settings.api_url)
         if isinstance(target, Failed):
             return Cancelled(False, target.message)
         outcome = self._cancel(job, target)
@@ -163,7 +153,7 @@ class TravisAction(Action):
             if found is not None:
                 return found
         now = job.clock.now()
-        if job.deadline is not None and now + POST_SECONDS > job.deadline:
+        if job.deadline is not None and now + self.post_seconds > job.deadline:
             # Other workers wait until the deadline for anything this call sends; a POST that
             # could land later might be missed by their lookup and a second build start.
             return RetryLater(f"{target.where}: the lookup took until the end of this "

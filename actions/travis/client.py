@@ -13,7 +13,6 @@ which can look for its marker first, may decide to send it again.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -27,14 +26,12 @@ from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from actions.travis.errors import TravisError
+from actions.travis.settings import READ_TIMEOUT
 from engine import __version__
 
 DEFAULT_API_URL = "https://api.travis-ci.com"
 USER_AGENT = f"cpworker/{__version__}"
 CONNECT_TIMEOUT = 5.0
-READ_TIMEOUT = float(os.environ.get("CPWORKER_TRAVIS_TIMEOUT") or 20.0)
-"""Seconds to wait for Travis's answer (CPWORKER_TRAVIS_TIMEOUT). Three attempts with backoff
-stay well inside the engine's five-minute lease of a job."""
 ATTEMPTS = 3
 """Tries of one idempotent call before its failure goes to the engine, which retries later."""
 

@@ -7,7 +7,6 @@ until SystemUnavailable.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,10 +16,9 @@ import requests
 
 from actions.travis.client import DEFAULT_API_URL, Endpoint
 from actions.travis.errors import Where
+from actions.travis.settings import API_URL_ENV
 from engine import Failed, FailureType
 
-API_URL_ENV = "CPWORKER_TRAVIS_API_URL"
-"""The API URL when the action's ApiUrl property is empty (the emulator in tests)."""
 DEFAULT_WEB_URL = "https://app.travis-ci.com/github"
 
 
@@ -47,17 +45,19 @@ class Target:
         return f"{web_url(self.endpoint.url)}/{self.owner}/{self.name}/builds/{build_id}"
 
     @classmethod
-    def parse(cls, configuration: Mapping[str, str]) -> Target | Failed:
+    def parse(cls, configuration: Mapping[str, str],
+              env_url: str | None = None) -> Target | Failed:
         """The configuration checked before any call, so that a mistake only the operator can
         fix fails the job at once as ConfigurationError, naming the property and the fix,
-        rather than as a network error retried until SystemUnavailable."""
+        rather than as a network error retried until SystemUnavailable. `env_url` is the API
+        URL the action read from CPWORKER_TRAVIS_API_URL when the worker started."""
         owner = (configuration.get("Owner") or "").strip()
         name = (configuration.get("ProjectName") or "").strip()
         branch = (configuration.get("Branch") or "").strip()
         token = (configuration.get("APIToken") or "").strip()
         given_url = (configuration.get("ApiUrl") or "").strip()
         head = (configuration.get("BuildBranchHead") or "false").strip().lower()
-        env_url = os.environ.get(API_URL_ENV, "").strip()
+        env_url = (env_url or "").strip()
         api_url = given_url or env_url or DEFAULT_API_URL
         url_source = ("ApiUrl" if given_url else
                       f"the API URL from the environment variable {API_URL_ENV}")

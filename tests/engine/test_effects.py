@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any
 
 from engine.action import Action, JobContext
 from engine.clock import FakeClock
@@ -20,7 +20,7 @@ NOW = 1_800_000_000.0
 class RemoteLedger(LedgerAction):
     """A ledger whose submissions travel over a network: they may land up to 30 s late."""
 
-    submit_grace: ClassVar[float] = 30.0
+    submit_grace = 30.0
 
     def __init__(self) -> None:
         self.seen: list[JobContext] = []

@@ -76,7 +76,7 @@ def test_cancels_count_towards_the_token_s_posts(
     clock.advance(3.0)
     job.check(action)
     assert action.cancel(job.context()).ok
-    target = Target.parse(job.configuration)
+    target = Target.parse(job.configuration, action.settings.api_url)
     assert isinstance(target, Target)
     assert action.pacer.sent(key_for(target.endpoint.url, TOKEN), clock.now()) == 2
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from actions.travis import DEFAULT_API_URL, Endpoint, TravisAction, marker
-from actions.travis.action import POST_SECONDS, Target, _check_interval_from_env
+from actions.travis.action import Target, TravisSettings
 from engine import Failed, FailureType, FakeClock, InProgress, RetryLater, RunDetails
 from engine.emulator import Response, TravisEmulator
+from engine.errors import ConfigurationProblem
 from tests.travis.conftest import (
     BRANCH,
     REVISION,
@@ -58,11 +59,11 @@ def test_a_post_that_could_land_after_the_calls_deadline_is_not_sent(
     """Other workers wait until the deadline for what this call sends; a POST that might land
     later is not started: the engine opens a new window and the action looks again."""
     job = Job(clock)
-    late = job.submit(action, resumed=True, deadline=clock.now() + POST_SECONDS - 0.5)
+    late = job.submit(action, resumed=True, deadline=clock.now() + action.post_seconds - 0.5)
     assert isinstance(late, RetryLater) and not late.counted
     assert "call window" in late.reason
     assert wire.calls("POST") == [] and travis.requests(SLUG) == []
-    in_time = job.submit(action, resumed=True, deadline=clock.now() + POST_SECONDS + 0.5)
+    in_time = job.submit(action, resumed=True, deadline=clock.now() + action.post_seconds + 0.5)
     assert isinstance(in_time, InProgress) and len(travis.requests(SLUG)) == 1
 
 
@@ -307,12 +308,38 @@ def test_without_property_or_environment_the_action_talks_to_travis_ci_com(
     assert target.build_url(7) == "https://app.travis-ci.com/github/octo/app/builds/7"
 
 
-@pytest.mark.parametrize("raw, seconds", [("15", 15.0), ("", None), ("soon", None), ("0", None)])
-def test_the_check_interval_comes_from_the_environment(
-    monkeypatch: pytest.MonkeyPatch, raw: str, seconds: float | None
+def test_settings_are_read_when_the_action_is_made_not_at_import(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("CPWORKER_CHECK_INTERVAL", raw)
-    assert _check_interval_from_env() == seconds
+    """The module is imported long before (by this test file); what counts is the environment
+    when the worker makes its action."""
+    monkeypatch.setenv("CPWORKER_TRAVIS_TIMEOUT", "4")
+    monkeypatch.setenv("CPWORKER_TRAVIS_API_URL", "http://127.0.0.1:9/later")
+    made = TravisAction()
+    assert made.client.timeout[1] == 4.0
+    assert made.submit_grace == made.post_seconds + 1.0 == sum(made.client.timeout) + 1.0
+    assert made.settings.api_url == "http://127.0.0.1:9/later"
+    monkeypatch.delenv("CPWORKER_TRAVIS_TIMEOUT")
+    assert TravisAction().client.timeout[1] == 20.0
+    made.close()
+
+
+@pytest.mark.parametrize("raw", ["soon", "0", "-1", "nan", "301"])
+def test_a_bad_timeout_stops_the_action_being_made_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    monkeypatch.setenv("CPWORKER_TRAVIS_TIMEOUT", raw)
+    with pytest.raises(ConfigurationProblem) as caught:
+        TravisAction()
+    assert "CPWORKER_TRAVIS_TIMEOUT" in str(caught.value) and "fix" in str(caught.value).lower()
+    assert TravisSettings.from_environ({"CPWORKER_TRAVIS_TIMEOUT": " 7.5 "}).read_timeout == 7.5
+
+
+def test_the_grace_follows_the_clients_own_timeouts() -> None:
+    """A worker resuming a dead one's submission waits its grace: the POST's own timeouts,
+    whatever client the action was given."""
+    action = TravisAction(quick_client())
+    assert action.submit_grace == sum(action.client.timeout) + 1.0
 
 
 def test_the_marker_is_found_past_the_first_page_of_requests(
