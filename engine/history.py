@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from engine.errors import UnknownJob
-from engine.machine import IllegalEvent, JobState, next_state
-from engine.projection import Event, Job, fold_checked
+from engine.machine import IllegalEvent, JobState, next_state, replay
+from engine.projection import Event, Job, fold
 from engine.store import EventStore
 
 _SHOWN_KEYS = ("reason", "error", "attempt", "effect", "nonce", "by", "note", "message", "ok")
@@ -132,15 +132,24 @@ _COMPARED = ("state", "last_seq", "external_id", "execution_id", "next_due_at", 
 
 
 def replay_history(history: list[Event], projected: Job | None) -> ReplayReport:
-    """Fold one history through today's machine table (the one `transitions` is built from,
-    tests/engine/test_machine.py keeps them equal) and compare with the stored row."""
+    """Fold one history through the `transitions` Machine (engine.machine.replay), then rebuild
+    its row with the projection and compare that with the stored row.
+
+    The Machine is the judge of whether the history is legal: a refusal is reported with the
+    state the Machine was in. The projection, which steps with the lookup compiled from the
+    same Machine, must then reach the same state.
+    """
     job_id = history[0].job_id if history else (projected.job_id if projected else "?")
-    rebuilt, _, refusal = fold_checked(history)
-    state = rebuilt.state.value if rebuilt is not None else None
-    report = ReplayReport(job_id, state, len(history))
-    if refusal is not None:
-        report.error = str(refusal)
-        return report
+    folded = replay((event.type for event in history), job_id)
+    if folded.error is not None:
+        state = None if folded.state is JobState.NEW else folded.state.value
+        return ReplayReport(job_id, state, len(history), error=str(folded.error))
+    rebuilt = fold(history)
+    report = ReplayReport(job_id, rebuilt.state.value if rebuilt is not None else None,
+                          len(history))
+    if rebuilt is not None and rebuilt.state is not folded.state:
+        report.mismatches.append(f"state: the machine says {folded.state.value!r}, the "
+                                 f"projection's fold {rebuilt.state.value!r}")
     if projected is None:
         report.mismatches.append("the job has events but no projection row")
         return report

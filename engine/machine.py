@@ -1,13 +1,16 @@
 """The job machine, declared once, as data.
 
 One CodePipeline job is one machine. Every state change is an event in the log; the table below
-says which event may move which state where. The `transitions` Machine built from it is used to
-replay histories and draw the diagram; the hot path only reads the precomputed lookup derived
-from the same table, so no Machine object is created per job per step.
+says which event may move which state where, and it is the only place a transition is written.
+One `transitions` Machine is built from it at import, and everything else is read from that
+Machine: the hot path's lookup (compiled once from its events, so a step stays one dictionary
+look-up and no Machine object is created per job), the replay check (one model, reset per job,
+moved with the Machine's own triggers) and the diagrams.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -131,21 +134,58 @@ FINAL: frozenset[JobState] = frozenset(
     {S.SUCCEEDED, S.FAILED, S.HANDED_ON, S.ABANDONED, S.LOST}
 )
 
-EVENT_TYPES: frozenset[str] = frozenset(t[0] for t in TRANSITIONS)
+class _Folding:
+    """The one model the Machine moves: a replay resets it per job (no Machine per job)."""
+
+    state: JobState
+
+
+_MODEL = _Folding()
+MACHINE = Machine(
+    model=_MODEL,
+    states=JobState,
+    transitions=[{"trigger": trigger, "source": sources, "dest": dest}
+                 for trigger, sources, dest in TRANSITIONS],
+    initial=JobState.NEW,
+    auto_transitions=False,
+    ignore_invalid_triggers=False,
+)
+"""The machine, built once from TRANSITIONS; read by the lookup, replay and the diagrams."""
+
+_REPLAYING = threading.Lock()
+"""The model is shared: one replay at a time moves it."""
+
+
+def _moves() -> list[tuple[str, JobState, JobState | None]]:
+    """Every (trigger, source, dest) the Machine accepts, in its own order (dest None: stay).
+
+    Read from `MACHINE.events[...].transitions`, not from TRANSITIONS, so what the engine runs
+    on, what replay accepts and what the diagram shows are one and the same definition.
+    """
+    moves = []
+    for trigger, event in MACHINE.events.items():
+        for source, transitions in event.transitions.items():
+            for transition in transitions:
+                dest = None if transition.dest is None else JobState[transition.dest]
+                moves.append((trigger, JobState[source], dest))
+    return moves
+
+
+EVENT_TYPES: frozenset[str] = frozenset(MACHINE.events)
 
 
 def _lookup() -> dict[tuple[JobState, str], JobState]:
     table: dict[tuple[JobState, str], JobState] = {}
-    for trigger, sources, dest in TRANSITIONS:
-        for source in sources if isinstance(sources, list) else [sources]:
-            key = (source, trigger)
-            if key in table:
-                raise AssertionError(f"two transitions for {trigger!r} from {source.value!r}")
-            table[key] = source if dest is None else dest
+    for trigger, source, dest in _moves():
+        key = (source, trigger)
+        if key in table:
+            raise AssertionError(f"two transitions for {trigger!r} from {source.value!r}")
+        table[key] = source if dest is None else dest
     return table
 
 
 _NEXT = _lookup()
+"""(state, event type) -> next state: the Machine's transitions compiled for the hot path."""
 
 
 class IllegalEvent(Exception):
@@ -183,25 +223,6 @@ def is_final(state: JobState) -> bool:
     return state in FINAL
 
 
-def _machine_config() -> dict[str, object]:
-    return {
-        "states": JobState,
-        "transitions": [
-            {"trigger": trigger, "source": sources, "dest": dest}
-            for trigger, sources, dest in TRANSITIONS
-        ],
-        "initial": JobState.NEW,
-        "auto_transitions": False,
-        "ignore_invalid_triggers": False,
-    }
-
-
-class _Folding:
-    """The model a replay moves through the `transitions` Machine."""
-
-    state: JobState
-
-
 @dataclass(frozen=True)
 class ReplayResult:
     state: JobState
@@ -209,36 +230,44 @@ class ReplayResult:
     error: IllegalEvent | None
 
 
-def replay(event_types: Iterable[str], job_id: str | None = None) -> ReplayResult:
-    """Fold a recorded history through the current definition, with `transitions` itself.
+def replay(event_types: Iterable[str], job_id: str | None = None,
+           start: JobState = JobState.NEW) -> ReplayResult:
+    """Fold a recorded history through the Machine, with `transitions`' own trigger machinery.
 
     Replay is the check that the code of today still accepts the histories of yesterday, so it
-    goes through the library's own trigger machinery rather than the hot-path table.
+    asks the Machine itself rather than the lookup compiled from it (tests/engine/test_machine.py
+    keeps the two equal). One model, reset to `start` (`new`: a whole history) per call: no
+    Machine per job.
     """
-    model = _Folding()
-    machine = Machine(model=model, **_machine_config())  # type: ignore[arg-type]
-    accepted = 0
-    for event_type in event_types:
-        before = model.state
-        try:
-            if event_type not in EVENT_TYPES:
-                raise MachineError(f"unknown event type {event_type!r}")
-            machine.events[event_type].trigger(model)
-        except MachineError:
-            return ReplayResult(before, accepted, IllegalEvent(before, event_type, job_id))
-        accepted += 1
-    return ReplayResult(model.state, accepted, None)
+    with _REPLAYING:
+        MACHINE.set_state(start, _MODEL)
+        accepted = 0
+        for event_type in event_types:
+            before = _MODEL.state
+            event = MACHINE.events.get(event_type)
+            try:
+                if event is None:
+                    raise MachineError(f"unknown event type {event_type!r}")
+                event.trigger(_MODEL)
+            except MachineError:
+                return ReplayResult(before, accepted, IllegalEvent(before, event_type, job_id))
+            accepted += 1
+        return ReplayResult(_MODEL.state, accepted, None)
 
 
 def mermaid() -> str:
-    """The machine drawn as a Mermaid state diagram, from TRANSITIONS itself."""
-    lines = ["stateDiagram-v2", f"    [*] --> {JobState.ACQUIRED.value}: acquired"]
-    for trigger, sources, dest in TRANSITIONS:
-        if trigger == "acquired":
-            continue
-        for source in sources if isinstance(sources, list) else [sources]:
-            target = source if dest is None else dest
-            lines.append(f"    {source.value} --> {target.value}: {trigger}")
+    """The Machine drawn as a Mermaid state diagram, from its own events.
+
+    Drawn here rather than with `transitions.extensions.diagrams` (0.9.3, graph_engine
+    "mermaid"): that one titles the chart, names states by their Enum member (`ACQUIRED`, not
+    the stored `acquired`), draws `new` as a state, styles the model's current state and has no
+    final-state arrows, so its chart would neither match the log's words nor stay the same from
+    run to run.
+    """
+    lines = ["stateDiagram-v2"]
+    for trigger, source, dest in _moves():
+        start = "[*]" if source is JobState.NEW else source.value
+        lines.append(f"    {start} --> {(dest or source).value}: {trigger}")
     for state in JobState:
         if state in FINAL:
             lines.append(f"    {state.value} --> [*]")
@@ -246,13 +275,16 @@ def mermaid() -> str:
 
 
 def text_diagram() -> str:
-    """The transition table as aligned text, for a terminal."""
+    """The Machine's transitions as aligned text, for a terminal: one row per trigger and
+    destination, its sources listed."""
+    grouped: dict[tuple[str, JobState | None], list[JobState]] = {}
+    for trigger, source, dest in _moves():
+        grouped.setdefault((trigger, dest), []).append(source)
     rows = []
-    for trigger, sources, dest in TRANSITIONS:
-        listed = sources if isinstance(sources, list) else [sources]
-        names = ", ".join(s.value for s in listed)
+    for (trigger, dest), sources in grouped.items():
+        names = ", ".join(s.value for s in sources)
         if len(names) > 40:
-            names = f"any of {len(listed)} working states"
+            names = f"any of {len(sources)} working states"
         rows.append((names, trigger, "(same)" if dest is None else dest.value))
     width = [max(len(r[i]) for r in rows) for i in range(2)]
     out = [f"{'from':<{width[0]}}  {'event':<{width[1]}}  to"]

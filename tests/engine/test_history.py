@@ -50,3 +50,15 @@ def test_replay_finds_a_projection_that_drifted_from_its_log(tmp_store: EventSto
     [report] = replay_jobs(tmp_store, [job.job_id])
     assert not report.ok
     assert report.mismatches == ["external_id: log says None, projection has 'forged'"]
+
+
+def test_replay_reports_what_the_machine_refuses_in_the_state_it_was_in(
+        tmp_store: EventStore) -> None:
+    job = write(tmp_store, [("acquired", ACQUIRED, "w"), ("acknowledged", {}, "w")])
+    # A history an older or broken writer left behind: the run started without an intent.
+    stray = Event("job-1", 3, "run_started", T0 + 3, {}, worker="w")
+    tmp_store.commit([Change([stray], replace(job, last_seq=3), new=False)])
+    [report] = replay_jobs(tmp_store, None)
+    assert not report.ok and report.state == "acknowledged" and report.events == 3
+    assert report.error is not None
+    assert "'run_started' is not allowed in state 'acknowledged'" in report.error

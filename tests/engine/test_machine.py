@@ -1,5 +1,5 @@
-"""The job machine: every legal move works, every other (state, event) pair is refused,
-and the hot-path table agrees with the `transitions` Machine used for replay."""
+"""The job machine: every legal move works, every other (state, event) pair is refused, and
+the hot-path lookup, replay and the diagrams are all read from the one `transitions` Machine."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from engine.machine import (
     EFFECTS,
     EVENT_TYPES,
     FINAL,
+    MACHINE,
+    TRANSITIONS,
     Effect,
     IllegalEvent,
     JobState,
@@ -178,3 +180,45 @@ def test_diagrams_are_drawn_from_the_table() -> None:
             assert f"{state.value} --> {dest.value}: {event}" in drawn
     text = text_diagram()
     assert all(event in text for event in EVENT_TYPES)
+
+
+@pytest.mark.parametrize(("state", "event"), ALL_PAIRS)
+def test_the_lookup_is_what_the_machine_accepts(state: JobState, event: str) -> None:
+    """next_state (the compiled lookup) and the Machine's own trigger agree on every pair."""
+    asked = replay([event], start=state)
+    try:
+        looked_up: JobState | None = next_state(state, event)
+    except IllegalEvent:
+        looked_up = None
+    if asked.error is None:
+        assert looked_up is asked.state
+    else:
+        assert looked_up is None and asked.state is state and asked.accepted == 0
+
+
+def test_the_machine_is_built_from_the_table_alone() -> None:
+    """Each row of TRANSITIONS is one set of the Machine's transitions, and nothing more."""
+    rows = {(trigger, source, dest)
+            for trigger, sources, dest in TRANSITIONS
+            for source in (sources if isinstance(sources, list) else [sources])}
+    built = {(trigger, JobState[source], None if t.dest is None else JobState[t.dest])
+             for trigger, event in MACHINE.events.items()
+             for source, moves in event.transitions.items() for t in moves}
+    assert built == rows
+    assert set(MACHINE.events) == EVENT_TYPES
+
+
+def test_one_replay_does_not_leak_into_the_next() -> None:
+    """The Machine's one model is reset per history."""
+    assert replay(["acquired", "acknowledged"]).state is S.ACKNOWLEDGED
+    fresh = replay(["acknowledged"])
+    assert fresh.error is not None and fresh.state is S.NEW and fresh.accepted == 0
+
+
+def test_every_transition_of_the_machine_is_drawn_once() -> None:
+    arrows = [line.strip() for line in mermaid().splitlines() if ": " in line]
+    expected = [f"{'[*]' if source is S.NEW else source.value} --> {target.value}: {event}"
+                for (source, event), target in LEGAL.items()]
+    assert sorted(arrows) == sorted(expected)
+    rows = text_diagram().partition("\n\n")[0].splitlines()[1:]
+    assert len(rows) == len(TRANSITIONS)
