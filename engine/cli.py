@@ -126,13 +126,13 @@ def _query_params(given: tuple[str, ...], actions: Mapping[str, Any]) -> dict[st
     return query
 
 
-def _store(ctx: click.Context) -> Any:
+def _store(ctx: click.Context, pool_size: int = defaults.DB_POOL_SIZE) -> Any:
     from engine.store import open_store
 
-    return open_store(ctx.obj["db"], synchronous=ctx.obj["synchronous"])
+    return open_store(ctx.obj["db"], synchronous=ctx.obj["synchronous"], pool_size=pool_size)
 
 
-def _store_for_run(ctx: click.Context) -> Any:
+def _store_for_run(ctx: click.Context, pool_size: int) -> Any:
     """The store for `run`: a database that is away at start (PostgreSQL restarting, a file
     locked) is waited for with backoff, as it would be while running; a refusal is final."""
     import time
@@ -142,7 +142,7 @@ def _store_for_run(ctx: click.Context) -> Any:
     delay, since = 0.5, time.monotonic()
     while True:
         try:
-            store = _store(ctx)
+            store = _store(ctx, pool_size)
         except StoreUnavailable as error:
             if delay == 0.5:
                 logging.getLogger("cpworker").warning(
@@ -201,6 +201,14 @@ def _store_for_run(ctx: click.Context) -> Any:
 @_option("--job-timeout", env="JOB_TIMEOUT", default=defaults.JOB_TIMEOUT, type=float,
          help="CodePipeline's job timeout: transient report failures are retried until then "
          "(seconds).")
+@_option("--claim-depth", env="CLAIM_DEPTH", default=defaults.CLAIM_DEPTH, type=int,
+         help="Due jobs claimed per effect thread and round (the scheduler's queue depth).")
+@_option("--secret-cache", env="SECRET_CACHE", default=defaults.SECRET_CACHE, type=int,
+         help="Jobs whose secrets are held in memory; a miss costs one GetJobDetails.")
+@_option("--secret-max-age", env="SECRET_MAX_AGE", default=defaults.SECRET_MAX_AGE, type=float,
+         help="Secrets and artifact credentials older than this are fetched again (seconds).")
+@_option("--db-pool-size", env="DB_POOL_SIZE", default=defaults.DB_POOL_SIZE, type=int,
+         help="Database connections kept open by the worker.")
 @_option("--action", "action_names", env="ACTIONS", multiple=True,
          help="Action to run (entry-point name or module:Class); repeat; default: all installed.")
 @_option("--query-param", "query_params", env="QUERY_PARAMS", multiple=True,
@@ -213,7 +221,8 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
         max_attempts: int, backoff_initial: float, backoff_max: float,
         continuation_timeout: float, time_budget: float, shutdown_grace: float,
         report_progress: bool, progress_interval: float, submit_window: float, lease: float,
-        job_timeout: float, action_names: tuple[str, ...],
+        job_timeout: float, claim_depth: int, secret_cache: int, secret_max_age: float,
+        db_pool_size: int, action_names: tuple[str, ...],
         query_params: tuple[str, ...], endpoint_url: str | None, region: str | None) -> None:
     """Poll CodePipeline and work jobs, resuming whatever the log says is unfinished."""
     from engine.action import available_actions, load_action
@@ -240,9 +249,10 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
         continuation_timeout=continuation_timeout, time_budget=time_budget,
         shutdown_grace=shutdown_grace, report_progress=report_progress,
         progress_interval=progress_interval, submit_window=submit_window, lease=lease,
-        job_timeout=job_timeout, query=query,
+        job_timeout=job_timeout, claim_depth=claim_depth, secret_cache=secret_cache,
+        secret_max_age=secret_max_age, query=query,
     )
-    worker = Worker(_store_for_run(ctx), CodePipeline(client), actions, settings)
+    worker = Worker(_store_for_run(ctx, db_pool_size), CodePipeline(client), actions, settings)
     logs.scrub_with(worker.vault)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:

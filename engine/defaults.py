@@ -62,6 +62,11 @@ JOB_TIMEOUT = 24 * 3600.0
 """CodePipeline's timeout of a custom action's job: until then a result may still be accepted,
 so transient report failures are retried, never given up."""
 
+DB_POOL_SIZE = 5
+"""Database connections the worker keeps open (SQLAlchemy's pool). Its loops share them: the
+scheduler's commits, the poller's intake, lease renewal and the occasional read; effects never
+touch the database, so more effect threads need no more connections."""
+
 LEASE = 300.0
 """How long a claimed machine is held; effects time out well inside it."""
 

@@ -26,6 +26,7 @@ from enum import Enum
 from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus
 
+from engine import defaults
 from engine.action import ArtifactCredentials
 from engine.outcomes import Outcome
 
@@ -117,7 +118,8 @@ class SecretVault:
     job holds the same value.
     """
 
-    def __init__(self, capacity: int = 512, max_age: float = 600.0) -> None:
+    def __init__(self, capacity: int = defaults.SECRET_CACHE,
+                 max_age: float = defaults.SECRET_MAX_AGE) -> None:
         self._capacity = max(1, capacity)
         self._max_age = max_age
         self._entries: OrderedDict[str, JobSecrets] = OrderedDict()

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine, RowMapping
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from engine import defaults
 from engine.errors import (
     AmbiguousJob,
     ConcurrencyConflict,
@@ -601,7 +602,8 @@ def _sqlite_setup(engine: Engine, synchronous: str) -> None:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def open_store(url: str, *, synchronous: str = "FULL", migrate: bool = True) -> EventStore:
+def open_store(url: str, *, synchronous: str = defaults.SQLITE_SYNCHRONOUS, migrate: bool = True,
+               pool_size: int = defaults.DB_POOL_SIZE) -> EventStore:
     """Open (and by default migrate) the store at a SQLAlchemy URL, e.g. sqlite:///state.db.
 
     Raises StoreFailure when the database refuses us for good (see engine.store.errors) or is
@@ -626,7 +628,7 @@ def open_store(url: str, *, synchronous: str = "FULL", migrate: bool = True) -> 
         # worker backs off from), not after the operating system's TCP timeout of minutes.
         connect_args = {"connect_timeout": PG_CONNECT_TIMEOUT} if postgres else {}
         engine = sa.create_engine(url, future=True, pool_pre_ping=postgres,
-                                  connect_args=connect_args)
+                                  connect_args=connect_args, pool_size=max(1, pool_size))
     except (sa.exc.ArgumentError, ImportError) as error:
         raise ConfigurationProblem(
             f"cannot open database {url!r}: {error}",
