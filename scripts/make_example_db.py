@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.emulator import CodePipelineEmulator, EmulatorServer  # noqa: E402
-from engine.testing import codepipeline_client  # noqa: E402
+from engine.devtools.emulator import CodePipelineEmulator, EmulatorServer  # noqa: E402
+from engine.devtools.testing import codepipeline_client  # noqa: E402
 from tests.actions.ledger import LedgerAction  # noqa: E402
 
 TYPE = "Test/Custom/Ledger/1"

@@ -24,7 +24,7 @@ def sandbox(ctx: click.Context, directory: str, action_name: str) -> None:
     """Emulators, the Travis action and the engine together: a demonstration in under a minute."""
     from pathlib import Path
 
-    from engine.sandbox import run_sandbox
+    from engine.devtools.sandbox import run_sandbox
 
     if ctx.parent is not None and str(ctx.parent.params.get("log_level")).upper() == "INFO":
         logging.getLogger().setLevel(logging.WARNING)  # the sandbox prints its own progress
@@ -65,7 +65,8 @@ def emulator(host: str, port: int, travis_port: int, ack_timeout: float,
     """Start the CodePipeline and Travis CI emulators until interrupted."""
     import random
 
-    from engine.emulator import CodePipelineEmulator, EmulatorServer, TravisEmulator
+    from actions.travis.emulator import TravisEmulator
+    from engine.devtools.emulator import CodePipelineEmulator, EmulatorServer
 
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)

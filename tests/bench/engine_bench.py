@@ -22,13 +22,13 @@ from typing import Any
 
 from engine.clock import FakeClock
 from engine.codepipeline import CodePipeline
-from engine.emulator import CodePipelineEmulator, EmulatorServer
+from engine.devtools.emulator import CodePipelineEmulator, EmulatorServer
+from engine.devtools.testing import codepipeline_client
 from engine.intake import Intake
 from engine.poller import Poller
 from engine.projection import Event, Job, fold, project
 from engine.secrets import SecretVault
 from engine.store import Change, open_store
-from engine.testing import codepipeline_client
 from engine.worker import Settings, Worker
 from tests.bench.standin import InProcessCodePipeline, InstantAction
 

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.emulator import CodePipelineEmulator, EmulatorServer
-from engine.testing import codepipeline_client
+from engine.devtools.emulator import CodePipelineEmulator, EmulatorServer
+from engine.devtools.testing import codepipeline_client
 from tests.actions.ledger import EXPECTED_TOKEN_PREFIX, LedgerAction
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -29,11 +29,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from engine.cli import main
-from engine.emulator import CodePipelineEmulator, EmulatorServer
+from engine.devtools.emulator import CodePipelineEmulator, EmulatorServer
+from engine.devtools.testing import codepipeline_client
 from engine.machine import JobState
 from engine.projection import Job
 from engine.store import EventStore, open_store
-from engine.testing import codepipeline_client
 from tests.actions.ledger import EXPECTED_TOKEN_PREFIX, LedgerAction
 
 REPO = Path(__file__).resolve().parents[2]

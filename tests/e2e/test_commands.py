@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from engine.testing import codepipeline_client
+from engine.devtools.testing import codepipeline_client
 from tests.e2e.conftest import REPO
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.devtools.testing import codepipeline_client
 from engine.secrets import REDACTED, forms
-from engine.testing import codepipeline_client
 from tests.actions.echo import EchoAction
 from tests.e2e.conftest import E2E, WorkerProcess
 

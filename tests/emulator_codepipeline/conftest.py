@@ -21,8 +21,8 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 
 from engine.clock import FakeClock
-from engine.emulator._http import App, EmulatorServer, Request, Response
-from engine.emulator.codepipeline import CodePipelineEmulator
+from engine.devtools.emulator._http import App, EmulatorServer, Request, Response
+from engine.devtools.emulator.codepipeline import CodePipelineEmulator
 
 if TYPE_CHECKING:
     from mypy_boto3_codepipeline import CodePipelineClient

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from engine.emulator.codepipeline import CodePipelineEmulator
+from engine.devtools.emulator.codepipeline import CodePipelineEmulator
 from tests.emulator_codepipeline.conftest import TRAVIS_ID, create_type, poll, travis_properties
 
 if TYPE_CHECKING:

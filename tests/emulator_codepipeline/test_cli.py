@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
-from engine.emulator._http import EmulatorServer
-from engine.emulator.codepipeline import CodePipelineEmulator
+from engine.devtools.emulator._http import EmulatorServer
+from engine.devtools.emulator.codepipeline import CodePipelineEmulator
 from tests.emulator_codepipeline.conftest import CONFIG, TOKEN, TRAVIS, TRAVIS_ID
 
 if TYPE_CHECKING:

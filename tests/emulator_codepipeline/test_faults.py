@@ -11,8 +11,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from engine.clock import FakeClock
-from engine.emulator._http import EmulatorServer
-from engine.emulator.codepipeline import CodePipelineEmulator
+from engine.devtools.emulator._http import EmulatorServer
+from engine.devtools.emulator.codepipeline import CodePipelineEmulator
 from tests.emulator_codepipeline.conftest import TRAVIS_ID, claim, error_code, http_status
 
 if TYPE_CHECKING:

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from actions.travis.emulator import TravisEmulator
 from engine.clock import FakeClock
-from engine.emulator import TravisEmulator
-from engine.emulator._http import EmulatorServer
-from engine.emulator.codepipeline import CodePipelineEmulator
+from engine.devtools.emulator._http import EmulatorServer
+from engine.devtools.emulator.codepipeline import CodePipelineEmulator
 from tests.emulator_codepipeline.conftest import (
     CONFIG,
     TRAVIS,

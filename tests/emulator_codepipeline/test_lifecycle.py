@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from engine.clock import FakeClock
-from engine.emulator._http import EmulatorServer
-from engine.emulator.codepipeline import OUTPUT_VARIABLES_LIMIT, CodePipelineEmulator
+from engine.devtools.emulator._http import EmulatorServer
+from engine.devtools.emulator.codepipeline import OUTPUT_VARIABLES_LIMIT, CodePipelineEmulator
 from tests.emulator_codepipeline.conftest import (
     CONFIG,
     TOKEN,

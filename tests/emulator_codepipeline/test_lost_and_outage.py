@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
-from engine.emulator._http import EmulatorServer
-from engine.emulator.codepipeline import CodePipelineEmulator
+from engine.devtools.emulator._http import EmulatorServer
+from engine.devtools.emulator.codepipeline import CodePipelineEmulator
 from tests.emulator_codepipeline.conftest import (
     TRAVIS,
     TRAVIS_ID,

@@ -11,7 +11,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from engine.clock import FakeClock
-from engine.emulator.codepipeline import CodePipelineEmulator
+from engine.devtools.emulator.codepipeline import CodePipelineEmulator
 from tests.emulator_codepipeline.conftest import (
     TRAVIS_ID,
     Attach,

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from botocore.exceptions import ParamValidationError
 
-from engine.emulator import _cp_model
-from engine.emulator._aws_json import AwsError
-from engine.emulator._http import EmulatorServer
-from engine.emulator.codepipeline import CodePipelineEmulator
+from engine.devtools.emulator import _cp_model
+from engine.devtools.emulator._aws_json import AwsError
+from engine.devtools.emulator._http import EmulatorServer
+from engine.devtools.emulator.codepipeline import CodePipelineEmulator
 from tests.emulator_codepipeline.conftest import TRAVIS_ID, claim, raw_call, travis_properties
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from botocore.exceptions import ClientError
 
-from engine.emulator._http import EmulatorServer
+from engine.devtools.emulator._http import EmulatorServer
 from tests.emulator_codepipeline.conftest import TRAVIS_ID, claim, error_code, http_status, raw_call
 
 if TYPE_CHECKING:

@@ -13,9 +13,9 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from actions.travis.emulator import TravisEmulator
 from engine.clock import FakeClock
-from engine.emulator._http import App, EmulatorServer, Request, Response
-from engine.emulator.travis import TravisEmulator
+from engine.devtools.emulator._http import App, EmulatorServer, Request, Response
 
 SLUG = "octo/app"
 OTHER_SLUG = "octo/other"

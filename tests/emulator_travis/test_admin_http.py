@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from actions.travis.emulator import TravisEmulator
 from engine.clock import FakeClock
-from engine.emulator.travis import TravisEmulator
 from tests.emulator_travis.conftest import MARKER, SLUG, WRITE, Api, accepted
 
 

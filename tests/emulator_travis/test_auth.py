@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.emulator.travis import TravisEmulator
+from actions.travis.emulator import TravisEmulator
 from tests.emulator_travis.conftest import OTHER, READ_ONLY, SLUG, Api, accepted, repo_path
 
 LOGIN_REQUIRED = {

@@ -5,9 +5,9 @@ from __future__ import annotations
 import socket
 from urllib.parse import urlsplit
 
+from actions.travis.emulator import TravisEmulator
 from engine.clock import FakeClock
-from engine.emulator import EmulatorServer
-from engine.emulator.travis import TravisEmulator
+from engine.devtools.emulator import EmulatorServer
 from tests.emulator_travis.conftest import OTHER, OTHER_SLUG, SLUG, WRITE, Api, repo_path
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from actions.travis.emulator import TravisEmulator
 from engine.clock import FakeClock
-from engine.emulator.travis import TravisEmulator
 from tests.emulator_travis.conftest import OTHER, READ_ONLY, SLUG, Api, run_to_build
 
 

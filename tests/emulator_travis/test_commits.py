@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from actions.travis.emulator import TravisEmulator
 from engine.clock import FakeClock
-from engine.emulator.travis import TravisEmulator
 from tests.emulator_travis.conftest import MARKER, SLUG, Api, accepted, repo_path
 
 SHA_A = "a" * 40

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
+from actions.travis.emulator import TravisEmulator
 from engine.clock import FakeClock
-from engine.emulator._http import Request
-from engine.emulator.travis import TravisEmulator
+from engine.devtools.emulator._http import Request
 from tests.emulator_travis.conftest import SLUG, WRITE, Api, repo_path
 
 SERVER_ERROR = {

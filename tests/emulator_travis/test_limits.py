@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from actions.travis.emulator import TravisEmulator
 from engine.clock import FakeClock
-from engine.emulator.travis import TravisEmulator
 from tests.emulator_travis.conftest import OTHER, OTHER_SLUG, SLUG, Api, repo_path
 
 

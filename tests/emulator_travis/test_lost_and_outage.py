@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import requests
 
+from actions.travis.emulator import TravisEmulator
 from engine.clock import FakeClock
-from engine.emulator.travis import TravisEmulator
 from tests.emulator_travis.conftest import Api, repo_path
 
 

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
+from actions.travis.emulator import TravisEmulator
+from actions.travis.emulator._render import paginate
+from actions.travis.emulator._wire import split_path
 from engine.clock import FakeClock
-from engine.emulator._travis_render import paginate
-from engine.emulator._travis_wire import split_path
-from engine.emulator.travis import TravisEmulator
 
 
 def test_constructor_rejects_nonsense() -> None:

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from actions.travis import TravisAction, TravisClient
+from actions.travis.emulator import TravisEmulator
 from engine import FakeClock, JobContext, RunDetails
-from engine.emulator import EmulatorServer, Request, Response, TravisEmulator
+from engine.devtools.emulator import EmulatorServer, Request, Response
 from engine.outcomes import ActionOutcome, Done, InProgress
 
 SLUG = "octo/app"

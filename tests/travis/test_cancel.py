@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from actions.travis import TravisAction
+from actions.travis.emulator import TravisEmulator
 from engine import FakeClock, InProgress
-from engine.emulator import TravisEmulator
 from tests.travis.conftest import SLUG, Job, Wire
 
 

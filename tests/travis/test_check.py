@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from actions.travis import TravisAction
+from actions.travis.emulator import TravisEmulator
 from engine import Done, Failed, FailureType, FakeClock, InProgress, RetryLater, RunDetails
-from engine.emulator import TravisEmulator
 from tests.travis.conftest import BRANCH, REVISION, SLUG, TOKEN, Job, Wire
 
 

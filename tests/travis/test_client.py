@@ -13,7 +13,8 @@ import requests
 import engine
 from actions.travis import Endpoint, TravisClient, TravisError
 from actions.travis.client import parse_retry_after
-from engine.emulator import Response, TravisEmulator
+from actions.travis.emulator import TravisEmulator
+from engine.devtools.emulator import Response
 from tests.travis.conftest import BRANCH, SLUG, TOKEN, Wire, quick_client, travis_error
 
 

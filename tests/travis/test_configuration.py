@@ -12,9 +12,9 @@ import pytest
 from actions.travis import Endpoint, TravisAction, TravisError
 from actions.travis.errors import Where, outcome_for
 from engine import Failed, FailureType, FakeClock
+from engine.devtools.testing import ActionHarness
 from engine.machine import JobState
 from engine.secrets import forms
-from engine.testing import ActionHarness
 from tests.travis.conftest import BRANCH, SLUG, Job, Wire, configuration, quick_client
 
 NEWLINE_TOKEN = "trv-secret\ninjected-5f3a"

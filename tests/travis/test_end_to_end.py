@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from actions.travis import TravisAction, marker
+from actions.travis.emulator import TravisEmulator
 from engine import FakeClock
-from engine.emulator import TravisEmulator
+from engine.devtools.testing import TEST_SETTINGS, ActionHarness
 from engine.machine import JobState
-from engine.testing import TEST_SETTINGS, ActionHarness
 from tests.travis.conftest import SLUG, TOKEN, Wire, configuration, quick_client
 
 

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from actions.travis import TravisAction, marker
+from actions.travis.emulator import TravisEmulator
 from actions.travis.lookup import CLOCK_SKEW, MAX_PAGES, iso
 from engine import FakeClock, InProgress, RetryLater
-from engine.emulator import Response, TravisEmulator
+from engine.devtools.emulator import Response
 from tests.travis.conftest import SLUG, Job, Wire, quick_client
 
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from actions.travis import PostPacer, TravisAction
+from actions.travis.emulator import TravisEmulator
 from actions.travis.errors import BLOCKED_WAIT
 from actions.travis.pacing import LIMIT, WINDOW, key_for
 from actions.travis.target import Target
 from engine import Failed, FailureType, FakeClock, InProgress, RetryLater
-from engine.emulator import TravisEmulator
+from engine.devtools.testing import TEST_SETTINGS, ActionHarness
 from engine.history import timeline
-from engine.testing import TEST_SETTINGS, ActionHarness
 from tests.travis.conftest import SLUG, TOKEN, Job, Wire, configuration, quick_client
 
 

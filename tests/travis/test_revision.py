@@ -10,11 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 from actions.travis import TravisAction
+from actions.travis.emulator import TravisEmulator
 from engine import Done, Failed, FailureType, FakeClock, InProgress, RunDetails
 from engine.cli import main
-from engine.emulator import Response, TravisEmulator
+from engine.devtools.emulator import Response
+from engine.devtools.testing import ActionHarness
 from engine.machine import JobState
-from engine.testing import ActionHarness
 from tests.travis.conftest import BRANCH, REVISION, SLUG, Job, Wire, configuration, quick_client
 
 MOVED_ON = "9" * 40

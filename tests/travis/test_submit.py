@@ -6,8 +6,9 @@ import pytest
 
 from actions.travis import DEFAULT_API_URL, Endpoint, TravisAction, marker
 from actions.travis.action import Target, TravisSettings
+from actions.travis.emulator import TravisEmulator
 from engine import Failed, FailureType, FakeClock, InProgress, RetryLater, RunDetails
-from engine.emulator import Response, TravisEmulator
+from engine.devtools.emulator import Response
 from engine.errors import ConfigurationProblem
 from tests.travis.conftest import (
     BRANCH,

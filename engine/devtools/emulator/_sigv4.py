@@ -15,8 +15,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from engine.emulator._aws_json import AwsError
-from engine.emulator._http import Request
+from engine.devtools.emulator._aws_json import AwsError
+from engine.devtools.emulator._http import Request
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 _PARAM = re.compile(r"(Credential|SignedHeaders|Signature)=([^,\s]*)")

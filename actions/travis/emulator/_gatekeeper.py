@@ -8,7 +8,7 @@ gatekeeper (`#schedule`), whose source is not public. The emulator's gatekeeper:
   (the request carries only the branch name, so a branch that moved on between the POST and
   the processing is built at its new head);
 - does with a sha the repository does not hold what the repository's `unknown_sha` says
-  (engine.emulator._travis_model.UNKNOWN_SHA);
+  (_model.UNKNOWN_SHA);
 - gives the request its commit, whose message is the one the client sent (PROTOCOL B9: the
   message overrides the commit message) or else the commit's own; `ref` is null, as observed on
   processed API requests (cljs-oss/canary's job reports);
@@ -21,7 +21,7 @@ import itertools
 from dataclasses import replace
 from typing import Any
 
-from engine.emulator._travis_model import BuildRecord, Commit, GitCommit, RequestRecord
+from actions.travis.emulator._model import BuildRecord, Commit, GitCommit, RequestRecord
 
 
 class Gatekeeper:

@@ -1,7 +1,7 @@
 """Refusals set from outside: CodePipeline answering a call with an error the worker cannot see
 coming (a limit the service counts otherwise than the model says, a rule nobody documented).
 
-Like the seeded faults (engine.emulator._http.Faults), they are the test's hand on the service;
+Like the seeded faults (_http.Faults), they are the test's hand on the service;
 unlike them, they are deterministic and hit one operation only, after the request passed the
 model's validation, so a worker's handling of a permanent refusal can be shown end to end.
 """
@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from engine.emulator._aws_json import AwsError
+from engine.devtools.emulator._aws_json import AwsError
 
 
 @dataclass

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from actions.travis.emulator import TravisEmulator
 from engine.action import Action, load_action
 from engine.codepipeline import CodePipeline, make_client
-from engine.emulator import CodePipelineEmulator, EmulatorServer, TravisEmulator
+from engine.devtools.emulator import CodePipelineEmulator, EmulatorServer
 from engine.history import timeline
 from engine.machine import JobState
 from engine.registration import register

@@ -26,7 +26,7 @@ from botocore.model import (
     StructureShape,
 )
 
-from engine.emulator._aws_json import AwsError
+from engine.devtools.emulator._aws_json import AwsError
 from engine.limits import Unit, measure
 
 SERVICE_NAME = "codepipeline"

@@ -1,8 +1,9 @@
 """An offline testing kit for action authors (and for cpworker's own tests).
 
 Everything runs on this machine, with real HTTP on 127.0.0.1: the CodePipeline emulator plays
-AWS, a temporary SQLite file plays the state database, a FakeClock skips the waiting. Use it as a
-pytest plugin (`pytest_plugins = ["engine.testing"]`) or directly:
+AWS, a temporary SQLite file plays the state database, a FakeClock skips the waiting. This module
+needs no pytest; its fixtures are in the pytest plugin engine.devtools.fixtures
+(`pytest_plugins = ["engine.devtools.fixtures"]`). Used directly:
 
     def test_my_action_passes(tmp_path):
         with ActionHarness(MyAction(), tmp_path) as harness:
@@ -14,16 +15,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
 from engine.action import Action
 from engine.clock import FakeClock
 from engine.codepipeline import CodePipeline, make_client
-from engine.emulator import CodePipelineEmulator, EmulatorServer, TravisEmulator
+from engine.devtools.emulator import (
+    DEFAULT_HOST,
+    App,
+    CodePipelineEmulator,
+    EmulatorServer,
+    Request,
+    Response,
+)
 from engine.machine import JobState
 from engine.projection import Event, Job
 from engine.store import EventStore, open_store
@@ -32,7 +39,7 @@ from engine.worker import Settings, Worker
 if TYPE_CHECKING:
     from mypy_boto3_codepipeline import CodePipelineClient
 
-__all__ = ["ActionHarness", "JobState", "codepipeline_client"]
+__all__ = ["TEST_SETTINGS", "ActionHarness", "JobState", "SharedServer", "codepipeline_client"]
 
 TEST_SETTINGS = Settings(
     check_interval=10.0, poll_interval=5.0, poll_interval_min=1.0, backoff_initial=1.0,
@@ -153,34 +160,49 @@ class ActionHarness:
         self.close()
 
 
-# --- pytest fixtures ----------------------------------------------------------------------------
+# --- one server for a whole test session ------------------------------------------------------
 
 
-@pytest.fixture
-def fake_clock() -> FakeClock:
-    """A clock that moves only when told to."""
-    return FakeClock()
+class SharedServer:
+    """One loopback server for a whole test session, serving whichever app a test plugs in.
 
+    Stopping an EmulatorServer waits out serve_forever's half-second poll, which per test would
+    dominate a suite's run time; so each test plugs its own emulator into this one instead.
+    """
 
-@pytest.fixture
-def tmp_store(tmp_path: Path) -> Iterator[EventStore]:
-    """A migrated event store in a temporary SQLite file."""
-    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
-    yield store
-    store.close()
+    def __init__(self, host: str = DEFAULT_HOST) -> None:
+        self.app: App | None = None
+        self.server = EmulatorServer(self, host)
 
+    @property
+    def url(self) -> str:
+        return self.server.url
 
-@pytest.fixture
-def codepipeline_emulator() -> Iterator[tuple[CodePipelineEmulator, EmulatorServer]]:
-    """The CodePipeline emulator on a free loopback port, on the real clock (for subprocesses)."""
-    emulator = CodePipelineEmulator(continuation_delay=0.2, ack_timeout=5.0)
-    with EmulatorServer(emulator) as server:
-        yield emulator, server
+    def __call__(self, request: Request) -> Response:
+        if self.app is None:
+            return Response.text(503, "no emulator is plugged in for this test\n")
+        return self.app(request)
 
+    def incomplete_body(self, request: Request) -> Response:
+        """The plugged app's own answer to a truncated body (see _http), if it has one."""
+        answer = getattr(self.app, "incomplete_body", None)
+        if answer is None:
+            return Response.text(503, "no emulator is plugged in for this test\n")
+        response: Response = answer(request)
+        return response
 
-@pytest.fixture
-def travis_emulator() -> Iterator[tuple[TravisEmulator, EmulatorServer]]:
-    """The Travis CI emulator on a free loopback port, on the real clock."""
-    emulator = TravisEmulator(build_delay=0.2)
-    with EmulatorServer(emulator) as server:
-        yield emulator, server
+    @contextmanager
+    def serving(self, app: App) -> Iterator[EmulatorServer]:
+        """Serve `app` until the block ends; then nothing again."""
+        self.app = app
+        try:
+            yield self.server
+        finally:
+            self.app = None
+
+    def __enter__(self) -> SharedServer:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()

@@ -12,10 +12,10 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from engine.emulator._http import Request, Response
+from engine.devtools.emulator._http import Request, Response
 
 if TYPE_CHECKING:
-    from engine.emulator.codepipeline import CodePipelineEmulator
+    from engine.devtools.emulator.codepipeline import CodePipelineEmulator
 
 _START_KEYS = {
     "action_type",

@@ -1,8 +1,8 @@
 """The Travis API v3 endpoints of the emulator: who may call, and what each route answers.
 
-A mixin of engine.emulator.travis.TravisEmulator, which holds the state these read and change
+A mixin of actions.travis.emulator.TravisEmulator, which holds the state these read and change
 (under its lock, taken by the HTTP edge before a handler runs). The module docstring of
-engine.emulator.travis lists what each answer is modelled on.
+actions.travis.emulator.emulator lists what each answer is modelled on.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import itertools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from engine.emulator._http import Request, Response
-from engine.emulator._travis_model import (
+from actions.travis.emulator._model import (
     CREATE,
     RATE_WINDOW,
     TERMINAL_STATES,
@@ -24,7 +23,7 @@ from engine.emulator._travis_model import (
     not_found,
     parse_time,
 )
-from engine.emulator._travis_render import (
+from actions.travis.emulator._render import (
     paginate,
     render_build,
     render_build_minimal,
@@ -34,7 +33,8 @@ from engine.emulator._travis_render import (
     render_request,
     render_user,
 )
-from engine.emulator._travis_wire import query_filter, query_include, request_fields, sort_builds
+from actions.travis.emulator._wire import query_filter, query_include, request_fields, sort_builds
+from engine.devtools.emulator import Request, Response
 
 
 class Endpoints:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.emulator._aws_json import AwsError
+from engine.devtools.emulator._aws_json import AwsError
 
 CUSTOM_ACTION_TYPE_LIMIT = 50
 """Custom action types per account and region [UG-LIM]; deleted types do not count."""

@@ -25,20 +25,20 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from engine.clock import Clock, SystemClock
-from engine.emulator import _cp_admin, _cp_model, _sigv4
-from engine.emulator._aws_json import (
+from engine.devtools.emulator import _cp_admin, _cp_model, _sigv4
+from engine.devtools.emulator._aws_json import (
     ACCEPTED_CONTENT_TYPES,
     AwsError,
     error_response,
     new_request_id,
     ok_response,
 )
-from engine.emulator._cp_action_types import (
+from engine.devtools.emulator._cp_action_types import (
     ActionTypeRegistry,
     checked_configuration,
     parse_type,
 )
-from engine.emulator._cp_jobs import (
+from engine.devtools.emulator._cp_jobs import (
     TERMINAL,
     Execution,
     ExecutionStatus,
@@ -49,8 +49,8 @@ from engine.emulator._cp_jobs import (
     job_data,
     job_view,
 )
-from engine.emulator._cp_refusals import Refusals
-from engine.emulator._http import Faults, Request, Response, real_sleep
+from engine.devtools.emulator._cp_refusals import Refusals
+from engine.devtools.emulator._http import Faults, Request, Response, real_sleep
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The records behind the Travis emulator: repositories with their branches, requests, builds.
 
-Kept apart from routing (travis.py) and from the JSON shapes (_travis_render.py) so each can be
+Kept apart from routing (emulator.py) and from the JSON shapes (_render.py) so each can be
 checked on its own. Build state is never stored: it is computed from the clock and the build's
 schedule, so a test that advances a FakeClock sees the build move without any background thread.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from engine.emulator._http import Response
+from engine.devtools.emulator import Response
 
 TERMINAL_STATES = frozenset({"passed", "failed", "errored", "canceled"})
 """States a build never leaves (restarts are not emulated)."""

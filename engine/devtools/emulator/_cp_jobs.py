@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from engine.emulator._cp_action_types import ActionType
+from engine.devtools.emulator._cp_action_types import ActionType
 
 _ARTIFACT_NAME = re.compile(r"[a-zA-Z0-9_\-]{1,100}")
 _B64 = string.ascii_letters + string.digits + "+/"

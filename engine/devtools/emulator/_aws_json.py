@@ -11,7 +11,7 @@ import json
 import uuid
 from typing import Any
 
-from engine.emulator._http import Response
+from engine.devtools.emulator._http import Response
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
 ACCEPTED_CONTENT_TYPES = ("application/x-amz-json-1.1", "application/x-amz-json-1.0")

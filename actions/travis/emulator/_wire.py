@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from engine.emulator._http import Request, Response
-from engine.emulator._travis_model import MERGE_MODES, BuildRecord, wrong_params
+from actions.travis.emulator._model import MERGE_MODES, BuildRecord, wrong_params
+from engine.devtools.emulator import Request, Response
 
 PROVIDERS = frozenset({"github", "gitlab", "bitbucket", "assembla"})
 """Provider names Travis accepts in /repo/{provider}/{slug}/... paths."""

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
-from engine.emulator._travis_model import (
+from actions.travis.emulator._model import (
     BuildRecord,
     Commit,
     Repo,

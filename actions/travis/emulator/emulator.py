@@ -14,7 +14,7 @@ What the source says, and what the emulator does:
   (`models/request.rb#branch_name`) and `?branch=` filters on branch_id (`queries/requests.rb`),
   so until it is processed it shows `branch_name: null`, `commit: null`, `message: null` and is
   missing from every branch-filtered list. It is processed `build_delay` seconds after the POST
-  (engine.emulator._travis_gatekeeper): then it has its commit (the sha sent, or the branch's
+  (_gatekeeper): then it has its commit (the sha sent, or the branch's
   head at that moment), its branch and its build, or it is rejected.
 - `GET /repo/{slug}/requests` filters on result, state, from, to and branch, newest id first
   (`queries/requests.rb`), paginated 25 by default, 100 at most.
@@ -29,15 +29,15 @@ What the source says, and what the emulator does:
   the ScopeCheck middleware in front of v3 may answer first with a plain-text 403 "access
   denied" (`app/middleware/scope_check.rb`): which one a client sees is the `wrong_token`
   setting ("json", "text").
-- rack-attack's rules (engine.emulator._travis_attack): the one-hour ban after 50 POSTs in 30 s
+- rack-attack's rules (_attack): the one-hour ban after 50 POSTs in 30 s
   and the 2000-a-minute throttle, per token.
 - The 10-per-hour limit of API requests per repository (`services/requests/create.rb`).
 
 Choices where the source says nothing (settings where a client's behaviour depends on them):
 
 - `processed_message`: what a processed request shows as its own message
-  (engine.emulator._travis_render.PROCESSED_MESSAGES); `unknown_sha` per repository: what the
-  gatekeeper does with a sha it does not know (engine.emulator._travis_model.UNKNOWN_SHA).
+  (_render.PROCESSED_MESSAGES); `unknown_sha` per repository: what the
+  gatekeeper does with a sha it does not know (_model.UNKNOWN_SHA).
 - A processed request has state "finished" and result "approved" (one build) or "rejected" (no
   build); a rejected one explains itself in `messages` (include=request.messages).
 - A body shorter than its Content-Length is refused with 400 (a front end never hands such a
@@ -46,7 +46,7 @@ Choices where the source says nothing (settings where a client's behaviour depen
   400 wrong_params: the real server would hand the call to its legacy API.
 - POST /requests checks, in order: token, repository visibility, create_request permission,
   active repository, body, hourly limit; a refused call creates nothing and uses up nothing.
-- Faults (engine.emulator._http.Faults, `/_emulator/faults`): a lost answer resets the connection
+- Faults (engine.devtools.emulator.Faults, `/_emulator/faults`): a lost answer resets the connection
   after the call was carried out (a POST /requests still creates its request); an outage
   refuses every API call, "unreachable" with a connection reset, "unavailable" with the HTML 503
   page of the front end, and the service counts none of them.
@@ -60,13 +60,11 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from engine.clock import Clock, SystemClock
-from engine.emulator._http import Faults, Request, Response, real_sleep
-from engine.emulator._travis_admin import ADMIN_PREFIX, handle_admin
-from engine.emulator._travis_attack import Attack
-from engine.emulator._travis_endpoints import Endpoints, credentials
-from engine.emulator._travis_gatekeeper import Gatekeeper
-from engine.emulator._travis_model import (
+from actions.travis.emulator._admin import ADMIN_PREFIX, handle_admin
+from actions.travis.emulator._attack import Attack
+from actions.travis.emulator._endpoints import Endpoints, credentials
+from actions.travis.emulator._gatekeeper import Gatekeeper
+from actions.travis.emulator._model import (
     CREATE,
     READ,
     UNKNOWN_SHA,
@@ -77,13 +75,15 @@ from engine.emulator._travis_model import (
     User,
     wrong_params,
 )
-from engine.emulator._travis_render import (
+from actions.travis.emulator._render import (
     PROCESSED_MESSAGES,
     build_record,
     repo_record,
     request_record,
 )
-from engine.emulator._travis_wire import Route, asks_for_v3, split_path
+from actions.travis.emulator._wire import Route, asks_for_v3, split_path
+from engine.clock import Clock, SystemClock
+from engine.devtools.emulator import Faults, Request, Response, real_sleep
 
 WRONG_TOKEN_SHAPES = ("json", "text")
 """How a token Travis does not know is refused: v3's JSON wrong_credentials, or ScopeCheck's

@@ -29,7 +29,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.emulator._http import Response
+from engine.devtools.emulator import Response
 
 BAN_POSTS = 50
 BAN_WINDOW = 30.0

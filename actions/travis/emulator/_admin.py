@@ -11,10 +11,10 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from engine.emulator._http import Request, Response
+from engine.devtools.emulator import Request, Response
 
 if TYPE_CHECKING:
-    from engine.emulator.travis import TravisEmulator
+    from actions.travis.emulator.emulator import TravisEmulator
 
 ADMIN_PREFIX = "/_emulator"
 
