@@ -14,7 +14,8 @@ from types import FrameType
 
 import pytest
 
-from engine.emulator import CodePipelineEmulator, EmulatorServer, TravisEmulator
+from actions.travis.emulator import TravisEmulator
+from engine.devtools.emulator import CodePipelineEmulator, EmulatorServer
 from tests.chaos.kit import RECORDED, Chaos
 
 DEFAULT_DEADLINE = 300.0

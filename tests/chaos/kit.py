@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.emulator import CodePipelineEmulator, TravisEmulator
+from actions.travis.emulator import TravisEmulator
+from engine.devtools.emulator import CodePipelineEmulator
+from engine.devtools.testing import codepipeline_client
 from engine.machine import JobState
 from engine.store import EventStore, open_store
-from engine.testing import codepipeline_client
 from tests.actions.ledger import EXPECTED_TOKEN_PREFIX, requests_of
 from tests.e2e.conftest import EXPECT as E2E_EXPECT
 from tests.e2e.conftest import REPO, Expect, WorkerProcess, invoke, is_final_result

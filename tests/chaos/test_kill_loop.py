@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from engine.emulator import TravisEmulator
+from actions.travis.emulator import TravisEmulator
 from tests.chaos.conftest import MakeChaos
 from tests.chaos.kit import KINDS, Figures, Rhythm
 

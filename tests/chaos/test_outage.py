@@ -18,9 +18,10 @@ import pytest
 
 from actions.travis import TravisAction
 from actions.travis.client import TravisClient
+from actions.travis.emulator import TravisEmulator
 from engine.clock import FakeClock
-from engine.emulator import EmulatorServer, TravisEmulator
-from engine.testing import ActionHarness
+from engine.devtools.emulator import EmulatorServer
+from engine.devtools.testing import ActionHarness
 from tests.chaos.kit import EXPECT, KINDS, Figures, Run, judge
 from tests.e2e.conftest import invoke
 

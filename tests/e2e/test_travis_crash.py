@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 
 from actions.travis import TravisAction
-from engine.emulator import CodePipelineEmulator, EmulatorServer, TravisEmulator
-from engine.testing import codepipeline_client
+from actions.travis.emulator import TravisEmulator
+from engine.devtools.emulator import CodePipelineEmulator, EmulatorServer
+from engine.devtools.testing import codepipeline_client
 from tests.e2e.conftest import REPO, WorkerProcess, is_final_result
 
 REPOS = [(f"acme/service-{n}", "passed" if n % 3 else "failed") for n in range(6)]
