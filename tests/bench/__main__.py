@@ -2,6 +2,7 @@
 
     python -m tests.bench            # the full run (several minutes), figures for the README
     python -m tests.bench --smoke    # tiny sizes, one repetition: proves every benchmark runs
+    python -m tests.bench --no-steady  # every row but the 10-minute steady run
 
 Nothing asserts a speed: the machines are shared and noisy, so the figures are read as ratios
 to baselines measured in the same run, on the same disk.
@@ -82,7 +83,7 @@ def machine() -> str:
             f"SQLite {sqlite3.sqlite_version}; {platform.system()} {platform.release()}")
 
 
-def run(sizes: Sizes, tmp: Path, say: Callable[[str], None]) -> list[Row]:
+def run(sizes: Sizes, tmp: Path, say: Callable[[str], None], steady: bool = True) -> list[Row]:
     rows: list[Row] = []
     n = sizes.runs
 
@@ -162,7 +163,8 @@ def run(sizes: Sizes, tmp: Path, say: Callable[[str], None]) -> list[Row]:
     idle.met = api["idle_polls_per_minute"] <= 2
     rows += [calls, Row("polls per job while busy (amortized)", api["polls_per_job"], "polls",
                         "one poll per job (Jenkins plugin, batch of 1)", 1.0, False), idle]
-    rows.append(steady_row(sizes, tmp, say))
+    if steady:
+        rows.append(steady_row(sizes, tmp, say))
     return rows
 
 
@@ -204,13 +206,15 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repetition")
     parser.add_argument("--steady-only", action="store_true",
                         help="only the steady run (RSS over 10 minutes; 20 s with --smoke)")
+    parser.add_argument("--no-steady", action="store_true",
+                        help="every row but the steady run (a quick comparison after a change)")
     args = parser.parse_args()
     sizes = SMOKE if args.smoke else FULL
     started = time.perf_counter()
     scratch = os.environ.get("TMPDIR")
     with tempfile.TemporaryDirectory(prefix="cpworker-bench-", dir=scratch) as directory:
         rows = [steady_row(sizes, Path(directory), say)] if args.steady_only else \
-            run(sizes, Path(directory), say)
+            run(sizes, Path(directory), say, steady=not args.no_steady)
     print(f"machine: {machine()}")
     print(f"sizes: {'smoke' if args.smoke else 'full'}, median of {sizes.runs} "
           f"(ratio: how many times better than the baseline), "
