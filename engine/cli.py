@@ -370,6 +370,60 @@ def replay(ctx: click.Context, job: str | None, all_jobs: bool, as_json: bool) -
 
 
 @main.command()
+@_option("--finished-before", env="PRUNE_FINISHED_BEFORE", required=True,
+         help="Remove executions whose jobs all ended at least this long ago: 90d, 12h, 2w "
+         "(at least CodePipeline's 24 h job timeout).")
+@_option("--batch", env="PRUNE_BATCH", default=200, type=click.IntRange(min=1),
+         help="Executions removed per transaction (a short hold of the writer's lock).")
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; change nothing.")
+@click.pass_context
+def prune(ctx: click.Context, finished_before: str, batch: int, dry_run: bool) -> None:
+    """Delete the events and rows of whole executions that ended long enough ago."""
+    from engine.clock import SystemClock
+    from engine.maintenance import parse_duration
+    from engine.maintenance import prune as prune_store
+
+    report = prune_store(_store(ctx), SystemClock().now(), parse_duration(finished_before),
+                         batch=batch, dry_run=dry_run)
+    removed = report.removed
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} {removed.executions} execution(s): {removed.jobs} job(s), "
+               f"{removed.events} event(s)"
+               + ("" if dry_run else f" in {report.batches} batch(es)"))
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True,
+              help="Say what differs; change nothing (exit 1 if anything would change).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def rebuild(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
+    """Recompute the jobs projection from the log and report every row that differed."""
+    from engine.maintenance import rebuild as rebuild_store
+
+    report = rebuild_store(_store(ctx), dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        for job_id, found in report.differences.items():
+            click.echo(f"{job_id}  " + "; ".join(found))
+        for job_id in report.without_events:
+            click.echo(f"{job_id}  a row without events: "
+                       + ("would be dropped" if dry_run else "dropped"))
+        for job_id, refusal in report.illegal.items():
+            click.echo(f"{job_id}  left alone, its history is refused: {refusal} "
+                       "(see cpworker replay)")
+        for job_id in report.moved:
+            click.echo(f"{job_id}  left alone: a worker advanced it during the rebuild")
+        changed = len(report.differences) - len(report.moved) + len(report.without_events)
+        click.echo(f"{report.jobs} job(s) read from the log, {len(report.differences)} row(s) "
+                   f"differed, {len(report.without_events)} without events; "
+                   + (f"{changed} would change" if dry_run else f"{max(changed, 0)} rewritten"))
+    changes = bool(report.differences or report.without_events)
+    ctx.exit(1 if dry_run and changes else 0)
+
+
+@main.command()
 @click.option("--format", "fmt", default="mermaid", type=click.Choice(["mermaid", "text"]),
               show_default=True)
 def diagram(fmt: str) -> None:
