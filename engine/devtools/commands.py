@@ -17,21 +17,44 @@ from engine.cli import _option
 @click.option("--dir", "directory", default="cpworker-sandbox", show_default=True,
               type=click.Path(file_okay=False), help="Where the sandbox's state database goes "
               "(emptied first).")
-@click.option("--action", "action_name", default="travis", show_default=True,
-              help="The action the sandbox runs.")
+@click.option("--action", "action_names", multiple=True,
+              help="Play this action's scenario (entry-point group cpworker.sandboxes); "
+              "repeat; default: every installed one.")
 @click.pass_context
-def sandbox(ctx: click.Context, directory: str, action_name: str) -> None:
-    """Emulators, the Travis action and the engine together: a demonstration in under a minute."""
+def sandbox(ctx: click.Context, directory: str, action_names: tuple[str, ...]) -> None:
+    """Emulators, the installed actions and the engine together: a demonstration in under a
+    minute."""
     from pathlib import Path
 
+    from engine.devtools.plugins import scenarios
     from engine.devtools.sandbox import run_sandbox
 
+    installed = scenarios()
+    unknown = sorted(set(action_names) - set(installed))
+    if unknown:
+        raise click.BadParameter(
+            f"no sandbox scenario named {', '.join(unknown)}; installed: "
+            f"{', '.join(sorted(installed)) or 'none'}", param_hint="--action")
+    chosen = {name: installed[name] for name in (action_names or sorted(installed))}
     if ctx.parent is not None and str(ctx.parent.params.get("log_level")).upper() == "INFO":
         logging.getLogger().setLevel(logging.WARNING)  # the sandbox prints its own progress
-    ctx.exit(run_sandbox(Path(directory).resolve(), click.echo, action_name))
+    ctx.exit(run_sandbox(Path(directory).resolve(), click.echo, chosen))
 
 
 # --- emulator -----------------------------------------------------------------------------------
+
+
+def _pairs(given: tuple[str, ...], option: str, separator: str) -> list[tuple[str, str, str]]:
+    """NAME=VALUE (or NAME.KEY=VALUE) items as (NAME, KEY, VALUE)."""
+    found = []
+    for item in given:
+        target, _, value = item.partition("=")
+        name, _, key = target.partition(separator) if separator else (target, "", "")
+        if not name or not value or (separator and not key):
+            form = "NAME.KEY=VALUE" if separator else "NAME=VALUE"
+            raise click.BadParameter(f"{item!r}: expected {form}", param_hint=option)
+        found.append((name, key, value))
+    return found
 
 
 @click.command()
@@ -39,8 +62,9 @@ def sandbox(ctx: click.Context, directory: str, action_name: str) -> None:
          help="Address to listen on (loopback unless you mean otherwise: it hands out secrets).")
 @_option("--port", env="EMULATOR_PORT", default=4700, type=int,
          help="CodePipeline emulator port (0: any free port).")
-@_option("--travis-port", env="EMULATOR_TRAVIS_PORT", default=4701, type=int,
-         help="Travis CI emulator port (0: any free port).")
+@_option("--port-for", "ports_for", env="EMULATOR_PORTS_FOR", multiple=True,
+         help="NAME=PORT: the port of an action's emulator (entry-point group "
+         "cpworker.emulators); repeat; default: any free port.")
 @_option("--ack-timeout", env="EMULATOR_ACK_TIMEOUT", default=30.0, type=float,
          help="Seconds before a dispatched, unacknowledged job is handed out again.")
 @_option("--continuation-delay", env="EMULATOR_CONTINUATION_DELAY", default=30.0, type=float,
@@ -54,20 +78,37 @@ def sandbox(ctx: click.Context, directory: str, action_name: str) -> None:
 @_option("--max-batch-size", env="EMULATOR_MAX_BATCH_SIZE", default=0, type=int,
          help="Largest PollForJobs maxBatchSize accepted; larger answers ValidationException "
          "(0: none, as the model and AWS's documentation set none).")
-@_option("--build-delay", env="EMULATOR_BUILD_DELAY", default=2.0, type=float,
-         help="Seconds before a Travis request turns into a build.")
+@_option("--emulator-option", "emulator_options", env="EMULATOR_OPTIONS", multiple=True,
+         help="NAME.KEY=VALUE: a setting of an action's emulator, e.g. "
+         "travis.build_delay=0.5; repeat.")
 @_option("--seed", env="EMULATOR_SEED", default=None, type=int,
          help="Seed of ids, nonces and fault injection (default: a fresh one, so a restarted "
          "emulator never hands out ids a worker's database already holds).")
-def emulator(host: str, port: int, travis_port: int, ack_timeout: float,
+def emulator(host: str, port: int, ports_for: tuple[str, ...], ack_timeout: float,
              continuation_delay: float, job_timeout: float, job_retention: float,
-             max_batch_size: int, build_delay: float, seed: int | None) -> None:
-    """Start the CodePipeline and Travis CI emulators until interrupted."""
+             max_batch_size: int, emulator_options: tuple[str, ...], seed: int | None) -> None:
+    """Start the CodePipeline emulator and every installed action's emulator until
+    interrupted."""
     import random
+    from contextlib import ExitStack
 
-    from actions.travis.emulator import TravisEmulator
+    from engine.clock import SystemClock
     from engine.devtools.emulator import CodePipelineEmulator, EmulatorServer
+    from engine.devtools.plugins import emulators
 
+    installed = emulators()
+    ports = {name: value for name, _, value in _pairs(ports_for, "--port-for", "")}
+    options: dict[str, dict[str, str]] = {}
+    for name, key, value in _pairs(emulator_options, "--emulator-option", "."):
+        options.setdefault(name, {})[key] = value
+    unknown = sorted((set(ports) | set(options)) - set(installed))
+    if unknown:
+        raise click.BadParameter(
+            f"no emulator named {', '.join(unknown)}; installed: "
+            f"{', '.join(sorted(installed)) or 'none'}")
+    for name, value in ports.items():
+        if not value.isdigit():
+            raise click.BadParameter(f"{name}={value}: not a port", param_hint="--port-for")
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
 
@@ -75,18 +116,22 @@ def emulator(host: str, port: int, travis_port: int, ack_timeout: float,
         ack_timeout=ack_timeout, continuation_delay=continuation_delay, job_timeout=job_timeout,
         job_retention=None if job_retention < 0 else job_retention,
         max_batch_size=max_batch_size or None, seed=seed)
-    travis = TravisEmulator(build_delay=build_delay, seed=seed)
-    with EmulatorServer(codepipeline, host, port) as cp_server, \
-            EmulatorServer(travis, host, travis_port) as travis_server:
+    with ExitStack() as stack:
+        cp_server = stack.enter_context(EmulatorServer(codepipeline, host, port))
         click.echo(f"CodePipeline job API emulator: {cp_server.url}  "
                    f"(admin: {cp_server.url}/_emulator/)")
-        click.echo(f"Travis CI API v3 emulator:     {travis_server.url}  "
-                   f"(admin: {travis_server.url}/_emulator/)")
+        exports = [f"AWS_ENDPOINT_URL_CODEPIPELINE={cp_server.url}",
+                   "AWS_ACCESS_KEY_ID=emulator AWS_SECRET_ACCESS_KEY=emulator",
+                   "AWS_DEFAULT_REGION=us-east-1"]
+        for name, plugin in sorted(installed.items()):
+            app = plugin.build(SystemClock(), seed, options.get(name, {}))
+            server = stack.enter_context(EmulatorServer(app, host, int(ports.get(name, 0))))
+            click.echo(f"{plugin.title} emulator ({name}): {server.url}")
+            exports.extend(f"{key}={value}"
+                           for key, value in plugin.environment(server.url).items())
         click.echo("\nPoint a worker (or boto3, or the AWS CLI) at them with:\n")
-        click.echo(f"  export AWS_ENDPOINT_URL_CODEPIPELINE={cp_server.url}")
-        click.echo("  export AWS_ACCESS_KEY_ID=emulator AWS_SECRET_ACCESS_KEY=emulator")
-        click.echo("  export AWS_DEFAULT_REGION=us-east-1")
-        click.echo(f"  export CPWORKER_TRAVIS_API_URL={travis_server.url}")
+        for line in exports:
+            click.echo(f"  export {line}")
         click.echo(f"\nSeed {seed} (--seed {seed} repeats this run's ids and faults). "
                    "Press Ctrl-C to stop.")
         sys.stdout.flush()

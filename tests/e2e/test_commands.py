@@ -19,7 +19,7 @@ from tests.e2e.conftest import REPO
 
 def test_the_emulator_command_prints_where_it_listens_and_stops_on_sigterm() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "emulator", "--port", "0", "--travis-port", "0"],
+        [sys.executable, "-m", "engine.cli", "emulator", "--port", "0", "--port-for", "travis=0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
         start_new_session=True)
     try:
