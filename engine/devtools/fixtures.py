@@ -41,7 +41,7 @@ def codepipeline_emulator() -> Iterator[tuple[CodePipelineEmulator, EmulatorServ
 
 @pytest.fixture(scope="session")
 def shared_server() -> Iterator[SharedServer]:
-    """One loopback server for the session; a test serves its own emulator with
-    `with shared_server.serving(emulator) as server: ...` (or in a fixture of its own)."""
+    """One loopback server for the session; a test (or a fixture) serves its own emulator with
+    `server = shared_server.plug(emulator)`, and `shared_server.unplug()` after it."""
     with SharedServer() as shared:
         yield shared

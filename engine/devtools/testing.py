@@ -14,8 +14,7 @@ needs no pytest; its fixtures are in the pytest plugin engine.devtools.fixtures
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -191,14 +190,13 @@ class SharedServer:
         response: Response = answer(request)
         return response
 
-    @contextmanager
-    def serving(self, app: App) -> Iterator[EmulatorServer]:
-        """Serve `app` until the block ends; then nothing again."""
+    def plug(self, app: App) -> EmulatorServer:
+        """Serve `app` (until unplug() or the next plug()); returns the running server."""
         self.app = app
-        try:
-            yield self.server
-        finally:
-            self.app = None
+        return self.server
+
+    def unplug(self) -> None:
+        self.app = None
 
     def __enter__(self) -> SharedServer:
         self.server.start()

@@ -21,8 +21,9 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 
 from engine.clock import FakeClock
-from engine.devtools.emulator._http import App, EmulatorServer, Request, Response
+from engine.devtools.emulator import EmulatorServer
 from engine.devtools.emulator.codepipeline import CodePipelineEmulator
+from engine.devtools.testing import SharedServer
 
 if TYPE_CHECKING:
     from mypy_boto3_codepipeline import CodePipelineClient
@@ -66,45 +67,12 @@ def emulator(clock: FakeClock) -> CodePipelineEmulator:
     return CodePipelineEmulator(clock=clock)
 
 
-class _Switch:
-    """The app of one server shared by the whole session, pointed at each test's emulator:
-    stopping a server costs half a second (serve_forever's poll interval) per test."""
-
-    def __init__(self) -> None:
-        self.app: App | None = None
-
-    def __call__(self, request: Request) -> Response:
-        if self.app is None:
-            return Response.text(503, "no emulator attached to the shared test server")
-        return self.app(request)
-
-    def incomplete_body(self, request: Request) -> Response:
-        """The attached emulator's own answer to a truncated body (see _http)."""
-        answer = getattr(self.app, "incomplete_body", None)
-        if answer is None:
-            return Response.text(503, "no emulator attached to the shared test server")
-        response: Response = answer(request)
-        return response
-
-
-@pytest.fixture(scope="session")
-def _shared() -> Iterator[tuple[EmulatorServer, _Switch]]:
-    switch = _Switch()
-    with EmulatorServer(switch) as running:
-        yield running, switch
-
-
 @pytest.fixture
-def attach(_shared: tuple[EmulatorServer, _Switch]) -> Iterator[Attach]:
-    """Serve an emulator built by the test itself (other timeouts, credentials, seed)."""
-    running, switch = _shared
-
-    def serve(emulator: CodePipelineEmulator) -> EmulatorServer:
-        switch.app = emulator
-        return running
-
-    yield serve
-    switch.app = None
+def attach(shared_server: SharedServer) -> Iterator[Attach]:
+    """Serve an emulator built by the test itself (other timeouts, credentials, seed) on the
+    session's one server (stopping a server costs half a second per test)."""
+    yield shared_server.plug
+    shared_server.unplug()
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ import requests
 
 from actions.travis.emulator import TravisEmulator
 from engine.clock import FakeClock
-from engine.devtools.emulator._http import App, EmulatorServer, Request, Response
+from engine.devtools.emulator import EmulatorServer
+from engine.devtools.testing import SharedServer
 
 SLUG = "octo/app"
 OTHER_SLUG = "octo/other"
@@ -119,37 +120,11 @@ def emulator(clock: FakeClock) -> TravisEmulator:
     return travis
 
 
-class _Switch:
-    """One server for the whole session, pointed at each test's own emulator in turn.
-
-    Stopping an EmulatorServer waits out serve_forever's half-second poll, which per test would
-    dominate the suite's run time.
-    """
-
-    def __init__(self) -> None:
-        self.app: App | None = None
-
-    def __call__(self, request: Request) -> Response:
-        if self.app is None:
-            return Response.text(503, "no emulator is plugged in for this test\n")
-        return self.app(request)
-
-
-@pytest.fixture(scope="session")
-def _shared_server() -> Iterator[tuple[_Switch, EmulatorServer]]:
-    switch = _Switch()
-    with EmulatorServer(switch) as running:
-        yield switch, running
-
-
 @pytest.fixture
-def server(
-    emulator: TravisEmulator, _shared_server: tuple[_Switch, EmulatorServer]
-) -> Iterator[EmulatorServer]:
-    switch, running = _shared_server
-    switch.app = emulator
-    yield running
-    switch.app = None
+def server(emulator: TravisEmulator, shared_server: SharedServer) -> Iterator[EmulatorServer]:
+    """The session's one loopback server, serving this test's emulator."""
+    yield shared_server.plug(emulator)
+    shared_server.unplug()
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
 """The Travis action against the Travis emulator over real HTTP on 127.0.0.1, on a fake clock.
 
-One server serves the whole session and is pointed at each test's own emulator (stopping a
-server costs half a second). Between the client and the emulator sits `Wire`, which records
-what really went over HTTP (headers included) and can answer a scripted response or turn a
-real answer into a 500: the faults Travis produces that the emulator has no switch for.
+One server serves the whole session (the kit's shared_server) and is pointed at each test's
+own emulator (stopping a server costs half a second). Between the client and the emulator sits
+`Wire`, which records what really went over HTTP (headers included) and can answer a scripted
+response or turn a real answer into a 500: the faults Travis produces that the emulator has no
+switch for.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import pytest
 from actions.travis import TravisAction, TravisClient
 from actions.travis.emulator import TravisEmulator
 from engine import FakeClock, JobContext, RunDetails
-from engine.devtools.emulator import EmulatorServer, Request, Response
+from engine.devtools.emulator import Request, Response
+from engine.devtools.testing import SharedServer
 from engine.outcomes import ActionOutcome, Done, InProgress
 
 SLUG = "octo/app"
@@ -65,13 +67,6 @@ class Wire:
             return [r for r in self.seen if r.method == method and r.path.endswith(suffix)]
 
 
-@pytest.fixture(scope="session")
-def _shared() -> Iterator[tuple[Wire, EmulatorServer]]:
-    wire = Wire()
-    with EmulatorServer(wire) as server:
-        yield wire, server
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
@@ -86,19 +81,17 @@ def travis(clock: FakeClock) -> TravisEmulator:
 
 
 @pytest.fixture
-def wire(travis: TravisEmulator, _shared: tuple[Wire, EmulatorServer]) -> Iterator[Wire]:
-    shared, _ = _shared
-    shared.app = travis
-    shared.seen.clear()
-    shared.script.clear()
-    shared.fail_after.clear()
-    yield shared
-    shared.app = None
+def wire(travis: TravisEmulator, shared_server: SharedServer) -> Iterator[Wire]:
+    """This test's emulator behind a fresh recorder, on the session's one server."""
+    made = Wire(travis)
+    shared_server.plug(made)
+    yield made
+    shared_server.unplug()
 
 
 @pytest.fixture
-def url(wire: Wire, _shared: tuple[Wire, EmulatorServer]) -> str:
-    return _shared[1].url
+def url(wire: Wire, shared_server: SharedServer) -> str:
+    return shared_server.url
 
 
 def quick_client() -> TravisClient:
