@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -14,6 +15,7 @@ import click
 
 from engine import __version__, defaults, logs
 from engine.errors import CpworkerError
+from engine.options import COUNT, GRACE, INTERVAL, Count, add_global_options, group_options
 
 if TYPE_CHECKING:
     from mypy_boto3_codepipeline import CodePipelineClient
@@ -38,8 +40,9 @@ _DEV_COMMANDS = {
 
 
 class _Group(click.Group):
-    """Turns cpworker's own errors into one readable line and exit code 2, not a traceback;
-    resolves the developer commands on demand."""
+    """One readable line and exit code 2 for every user mistake, never a traceback (cpworker's
+    own errors and click's usage errors alike); the global options on every command; the
+    developer commands resolved on demand."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *_DEV_COMMANDS})
@@ -51,33 +54,57 @@ class _Group(click.Group):
             module, _, attribute = _DEV_COMMANDS[cmd_name].partition(":")
             command = getattr(importlib.import_module(module), attribute)
             assert isinstance(command, click.Command)
-            return command
-        return super().get_command(ctx, cmd_name)
+            return add_global_options(command)
+        found = super().get_command(ctx, cmd_name)
+        return None if found is None else add_global_options(found)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except CpworkerError as error:
+            logging.getLogger("cpworker").debug("the detail behind the error", exc_info=True)
             click.echo(f"cpworker: {error}", err=True)
             ctx.exit(2)
 
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as error:
+            click.echo(f"cpworker: {_usage_message(error)}", err=True)
+            sys.exit(error.exit_code)
+        except click.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo("cpworker: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_message(error: click.UsageError) -> str:
+    """Click's usage error as one line: what was wrong, and where the help is."""
+    if isinstance(error, click.BadParameter) and isinstance(error.param, click.Option):
+        option = error.param
+        env = f" ({option.envvar})" if isinstance(option.envvar, str) else ""
+        return f"{option.opts[0]}{env} {error.message}"
+    where = error.ctx.command_path if error.ctx is not None else "cpworker"
+    return f"{error.format_message()} (see: {where} --help)"
+
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@_option("--db", env="DB", default=defaults.DB_URL, help="State database (SQLAlchemy URL).")
-@_option("--sqlite-synchronous", env="SQLITE_SYNCHRONOUS", default=defaults.SQLITE_SYNCHRONOUS,
-         type=click.Choice(["OFF", "NORMAL", "FULL", "EXTRA"], case_sensitive=False),
-         help="SQLite durability: FULL survives a power cut, NORMAL only a crashed process.")
-@_option("--log-format", env="LOG_FORMAT", default="text", type=click.Choice(["text", "json"]),
-         help="Log lines as text or as JSON objects.")
-@_option("--log-level", env="LOG_LEVEL", default="INFO",
-         type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@group_options
 @click.version_option(__version__, prog_name="cpworker")
 @click.pass_context
 def main(ctx: click.Context, db: str, sqlite_synchronous: str, log_format: str,
          log_level: str) -> None:
     """cpworker: a durable job worker for AWS CodePipeline custom actions."""
     logs.setup(log_format, log_level)
-    ctx.obj = {"db": db, "synchronous": sqlite_synchronous}
+    ctx.obj = {"db": db, "sqlite_synchronous": sqlite_synchronous, "log_format": log_format,
+               "log_level": log_level}
 
 
 def _aws_options(command: F) -> F:
@@ -126,10 +153,14 @@ def _query_params(given: tuple[str, ...], actions: Mapping[str, Any]) -> dict[st
     return query
 
 
-def _store(ctx: click.Context, pool_size: int = defaults.DB_POOL_SIZE) -> Any:
+def _store(ctx: click.Context, pool_size: int = defaults.DB_POOL_SIZE, *,
+           existing: bool = False, read_only: bool = False) -> Any:
+    """The store: created and migrated for `run`; for the other commands only one that exists
+    (read-only for the commands that only read), so a mistyped --db is said, not created."""
     from engine.store import open_store
 
-    return open_store(ctx.obj["db"], synchronous=ctx.obj["synchronous"], pool_size=pool_size)
+    return open_store(ctx.obj["db"], synchronous=ctx.obj["sqlite_synchronous"], pool_size=pool_size,
+                      existing=existing, read_only=read_only)
 
 
 def _store_for_run(ctx: click.Context, pool_size: int) -> Any:
@@ -162,52 +193,55 @@ def _store_for_run(ctx: click.Context, pool_size: int) -> Any:
 @main.command()
 @_option("--until-idle", env="UNTIL_IDLE", is_flag=True,
          help="Exit 0 once nothing is in flight or owed and a poll finds nothing.")
-@_option("--max-in-flight", env="MAX_IN_FLIGHT", default=defaults.MAX_IN_FLIGHT, type=int,
+@_option("--max-in-flight", env="MAX_IN_FLIGHT", default=defaults.MAX_IN_FLIGHT, type=COUNT,
          help="Jobs held at once; the poller asks for no more.")
-@_option("--effect-threads", env="EFFECT_THREADS", default=defaults.EFFECT_THREADS, type=int,
+@_option("--effect-threads", env="EFFECT_THREADS", default=defaults.EFFECT_THREADS,
+         type=Count(1, 1024),
          help="Effects (network calls) running at once.")
-@_option("--poll-interval", env="POLL_INTERVAL", default=defaults.POLL_INTERVAL, type=float,
+@_option("--poll-interval", env="POLL_INTERVAL", default=defaults.POLL_INTERVAL, type=INTERVAL,
          help="Longest wait between polls when idle (seconds).")
 @_option("--poll-interval-min", env="POLL_INTERVAL_MIN", default=defaults.POLL_INTERVAL_MIN,
-         type=float, help="Wait between polls while jobs keep arriving (seconds).")
-@_option("--poll-batch", env="POLL_BATCH", default=defaults.POLL_BATCH, type=int,
+         type=INTERVAL, help="Wait between polls while jobs keep arriving (seconds).")
+@_option("--poll-batch", env="POLL_BATCH", default=defaults.POLL_BATCH, type=COUNT,
          help="Most jobs asked for per PollForJobs (maxBatchSize, at least 1); halved while "
          "CodePipeline refuses it with ValidationException.")
-@_option("--check-interval", env="CHECK_INTERVAL", default=defaults.CHECK_INTERVAL, type=float,
+@_option("--check-interval", env="CHECK_INTERVAL", default=defaults.CHECK_INTERVAL, type=INTERVAL,
          help="Seconds between looks at a running external run (unless the action sets it).")
-@_option("--max-attempts", env="MAX_ATTEMPTS", default=defaults.MAX_ATTEMPTS, type=int,
+@_option("--max-attempts", env="MAX_ATTEMPTS", default=defaults.MAX_ATTEMPTS, type=COUNT,
          help="Attempts of one effect before the job fails.")
 @_option("--backoff-initial", env="BACKOFF_INITIAL", default=defaults.BACKOFF_INITIAL,
-         type=float, help="First retry delay (seconds), growing exponentially with jitter.")
-@_option("--backoff-max", env="BACKOFF_MAX", default=defaults.BACKOFF_MAX, type=float,
+         type=INTERVAL, help="First retry delay (seconds), growing exponentially with jitter.")
+@_option("--backoff-max", env="BACKOFF_MAX", default=defaults.BACKOFF_MAX, type=INTERVAL,
          help="Longest retry delay (seconds).")
 @_option("--continuation-timeout", env="CONTINUATION_TIMEOUT",
-         default=defaults.CONTINUATION_TIMEOUT, type=float,
+         default=defaults.CONTINUATION_TIMEOUT, type=INTERVAL,
          help="Give up an execution whose continuation job has not come after this (seconds).")
-@_option("--time-budget", env="TIME_BUDGET", default=defaults.TIME_BUDGET, type=float,
+@_option("--time-budget", env="TIME_BUDGET", default=defaults.TIME_BUDGET, type=INTERVAL,
          help="Cancel and fail an external run that takes longer (seconds).")
-@_option("--shutdown-grace", env="SHUTDOWN_GRACE", default=defaults.SHUTDOWN_GRACE, type=float,
+@_option("--shutdown-grace", env="SHUTDOWN_GRACE", default=defaults.SHUTDOWN_GRACE, type=GRACE,
          help="On SIGTERM, wait this long for running effects (seconds).")
 @_option("--report-progress/--no-report-progress", env="REPORT_PROGRESS", default=True,
          help="Report progress with continuation tokens (the console links to the run).")
 @_option("--progress-interval", env="PROGRESS_INTERVAL", default=defaults.PROGRESS_INTERVAL,
-         type=float, help="Report progress at least this often while a run goes on (seconds).")
-@_option("--submit-window", env="SUBMIT_WINDOW", default=defaults.SUBMIT_WINDOW, type=float,
+         type=INTERVAL,
+         help="Report progress at least this often while a run goes on (seconds).")
+@_option("--submit-window", env="SUBMIT_WINDOW", default=defaults.SUBMIT_WINDOW, type=INTERVAL,
          help="A submission's call starts within this many seconds of its recorded window, or "
          "not at all; a resuming worker waits at most this plus the action's grace (seconds).")
-@_option("--lease", env="LEASE", default=defaults.LEASE, type=float,
+@_option("--lease", env="LEASE", default=defaults.LEASE, type=INTERVAL,
          help="How long a claimed job is held without renewal before a peer may take it "
          "(seconds, measured on the database's clock).")
-@_option("--job-timeout", env="JOB_TIMEOUT", default=defaults.JOB_TIMEOUT, type=float,
+@_option("--job-timeout", env="JOB_TIMEOUT", default=defaults.JOB_TIMEOUT, type=INTERVAL,
          help="CodePipeline's job timeout: transient report failures are retried until then "
          "(seconds).")
-@_option("--claim-depth", env="CLAIM_DEPTH", default=defaults.CLAIM_DEPTH, type=int,
+@_option("--claim-depth", env="CLAIM_DEPTH", default=defaults.CLAIM_DEPTH, type=COUNT,
          help="Due jobs claimed per effect thread and round (the scheduler's queue depth).")
-@_option("--secret-cache", env="SECRET_CACHE", default=defaults.SECRET_CACHE, type=int,
+@_option("--secret-cache", env="SECRET_CACHE", default=defaults.SECRET_CACHE, type=COUNT,
          help="Jobs whose secrets are held in memory; a miss costs one GetJobDetails.")
-@_option("--secret-max-age", env="SECRET_MAX_AGE", default=defaults.SECRET_MAX_AGE, type=float,
+@_option("--secret-max-age", env="SECRET_MAX_AGE", default=defaults.SECRET_MAX_AGE,
+         type=INTERVAL,
          help="Secrets and artifact credentials older than this are fetched again (seconds).")
-@_option("--db-pool-size", env="DB_POOL_SIZE", default=defaults.DB_POOL_SIZE, type=int,
+@_option("--db-pool-size", env="DB_POOL_SIZE", default=defaults.DB_POOL_SIZE, type=COUNT,
          help="Database connections kept open by the worker.")
 @_option("--action", "action_names", env="ACTIONS", multiple=True,
          help="Action to run (entry-point name or module:Class); repeat; default: all installed.")
@@ -227,12 +261,8 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
     """Poll CodePipeline and work jobs, resuming whatever the log says is unfinished."""
     from engine.action import available_actions, load_action
     from engine.codepipeline import CodePipeline
-    from engine.errors import ConfigurationProblem
     from engine.worker import Settings, Worker
 
-    if poll_batch < 1:
-        raise ConfigurationProblem(f"--poll-batch (CPWORKER_POLL_BATCH) must be at least 1, "
-                                   f"not {poll_batch}")
     names = list(action_names) or sorted(available_actions())
     if not names:
         raise click.UsageError("no action is installed; pass --action module:Class")
@@ -303,7 +333,7 @@ def jobs(ctx: click.Context, state: str | None, as_json: bool) -> None:
     """List jobs from the projection."""
     from engine.history import iso
 
-    rows = _store(ctx).list_jobs(state)
+    rows = _store(ctx, read_only=True).list_jobs(state)
     if as_json:
         click.echo(json.dumps([
             {"job_id": j.job_id, "state": j.state.value, "action_type": j.action_type,
@@ -332,7 +362,7 @@ def inspect(ctx: click.Context, job: str, as_json: bool) -> None:
     """A job's history as a timeline (a unique prefix of the id is enough)."""
     from engine.history import inspect_json, timeline
 
-    store = _store(ctx)
+    store = _store(ctx, read_only=True)
     found = store.resolve(job)
     if as_json:
         click.echo(json.dumps(inspect_json(store, found), indent=2))
@@ -351,7 +381,7 @@ def replay(ctx: click.Context, job: str | None, all_jobs: bool, as_json: bool) -
 
     if bool(job) == all_jobs:
         raise click.UsageError("give a JOB or --all (not both)")
-    store = _store(ctx)
+    store = _store(ctx, read_only=True)
     ids = None if all_jobs else [store.resolve(job or "").job_id]
     reports = replay_jobs(store, ids)
     bad = [r for r in reports if not r.ok]
@@ -373,7 +403,7 @@ def replay(ctx: click.Context, job: str | None, all_jobs: bool, as_json: bool) -
 @_option("--finished-before", env="PRUNE_FINISHED_BEFORE", required=True,
          help="Remove executions whose jobs all ended at least this long ago: 90d, 12h, 2w "
          "(at least CodePipeline's 24 h job timeout).")
-@_option("--batch", env="PRUNE_BATCH", default=200, type=click.IntRange(min=1),
+@_option("--batch", env="PRUNE_BATCH", default=200, type=COUNT,
          help="Executions removed per transaction (a short hold of the writer's lock).")
 @click.option("--dry-run", is_flag=True, help="Count what would be removed; change nothing.")
 @click.pass_context
@@ -383,8 +413,8 @@ def prune(ctx: click.Context, finished_before: str, batch: int, dry_run: bool) -
     from engine.maintenance import parse_duration
     from engine.maintenance import prune as prune_store
 
-    report = prune_store(_store(ctx), SystemClock().now(), parse_duration(finished_before),
-                         batch=batch, dry_run=dry_run)
+    report = prune_store(_store(ctx, existing=True), SystemClock().now(),
+                         parse_duration(finished_before), batch=batch, dry_run=dry_run)
     removed = report.removed
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{verb} {removed.executions} execution(s): {removed.jobs} job(s), "
@@ -401,7 +431,7 @@ def rebuild(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
     """Recompute the jobs projection from the log and report every row that differed."""
     from engine.maintenance import rebuild as rebuild_store
 
-    report = rebuild_store(_store(ctx), dry_run=dry_run)
+    report = rebuild_store(_store(ctx, existing=True), dry_run=dry_run)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:

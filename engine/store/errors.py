@@ -124,6 +124,13 @@ def _sqlite(text: str, started: bool) -> StoreUnavailable | StoreFailure:
                 return StoreFailure(f"cannot open the SQLite file ({text})",
                                     fix="check that its directory exists and is writable")
             return _unavailable(what, text, hint)
+    if "file is not a database" in lowered:  # SQLITE_NOTADB
+        return StoreFailure("the file --db names is not a SQLite database (nor a cpworker one)",
+                            fix="check --db (or CPWORKER_DB): it names some other file")
+    if "malformed" in lowered:  # SQLITE_CORRUPT: "database disk image is malformed"
+        return StoreFailure(f"the SQLite file is damaged ({text})",
+                            fix="restore it from a backup; `sqlite3 FILE .recover` may save "
+                            "what it holds")
     if "readonly database" in lowered:  # SQLITE_READONLY
         return StoreFailure(f"the SQLite file is read-only ({text})",
                             fix="let the worker's user write the file and its directory")

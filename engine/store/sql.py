@@ -22,11 +22,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine, RowMapping
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from engine import defaults
 from engine.errors import (
     AmbiguousJob,
     ConcurrencyConflict,
-    ConfigurationProblem,
     StoreFailure,
     UnknownJob,
 )
@@ -34,8 +32,6 @@ from engine.machine import JobState
 from engine.projection import EVENT_SCHEMA_VERSION, Event, Job
 from engine.store.errors import is_missing_table, translate
 from engine.store.schema import UTCTime, events, jobs
-
-SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 """Every migration in engine/store/migrations, oldest first (a test keeps the two equal)."""
@@ -582,66 +578,6 @@ def _job_update(job: Job) -> dict[str, Any]:
     return row
 
 
-def _sqlite_setup(engine: Engine, synchronous: str) -> None:
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
-        cursor = dbapi_connection.cursor()
-        # The busy timeout first: switching a new file to WAL takes a lock that workers
-        # starting together wait for.
-        cursor.execute("PRAGMA busy_timeout=10000")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={synchronous}")
-        cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        # Writers take the lock up front: a deferred transaction that later upgrades to a write
-        # can fail with SQLITE_BUSY at once, whatever the busy timeout.
-        read_only = conn.get_execution_options().get("cpworker_read", False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-
-def open_store(url: str, *, synchronous: str = defaults.SQLITE_SYNCHRONOUS, migrate: bool = True,
-               pool_size: int = defaults.DB_POOL_SIZE) -> EventStore:
-    """Open (and by default migrate) the store at a SQLAlchemy URL, e.g. sqlite:///state.db.
-
-    Raises StoreFailure when the database refuses us for good (see engine.store.errors) or is
-    at a schema newer than this code, StoreUnavailable when it cannot be reached now.
-    """
-    if "://" not in url:
-        raise ConfigurationProblem(
-            f"{url!r} is not a database URL",
-            fix="use sqlite:///path/to/state.db or postgresql+psycopg://user@host/dbname",
-        )
-    synchronous = synchronous.upper()
-    if synchronous not in SQLITE_SYNCHRONOUS:
-        raise ConfigurationProblem(
-            f"unknown SQLite synchronous setting {synchronous!r}",
-            fix=f"use one of {', '.join(SQLITE_SYNCHRONOUS)}",
-        )
-    try:
-        # Pre-ping on PostgreSQL: after a server restart every pooled connection is dead, and
-        # without it each would fail one transaction before the pool let it go.
-        postgres = sa.make_url(url).get_backend_name() == "postgresql"
-        # A host that drops packets must fail a connection in seconds (a StoreUnavailable the
-        # worker backs off from), not after the operating system's TCP timeout of minutes.
-        connect_args = {"connect_timeout": PG_CONNECT_TIMEOUT} if postgres else {}
-        engine = sa.create_engine(url, future=True, pool_pre_ping=postgres,
-                                  connect_args=connect_args, pool_size=max(1, pool_size))
-    except (sa.exc.ArgumentError, ImportError) as error:
-        raise ConfigurationProblem(
-            f"cannot open database {url!r}: {error}",
-            fix="check the URL; for PostgreSQL install the extra: pip install 'cpworker[postgres]'",
-        ) from error
-    if engine.dialect.name == "sqlite":
-        _sqlite_setup(engine, synchronous)
-    store = EventStore(engine)
-    if migrate:
-        store.migrate()
-    return store
-
-
 def _revision_in(conn: Connection) -> str | None:
     """The revision, read inside a transaction (on PostgreSQL a failed query would end it)."""
     if not sa.inspect(conn).has_table("alembic_version"):
@@ -661,4 +597,4 @@ def _known(revision: str | None) -> None:
 
 
 __all__ = ["EVENT_SCHEMA_VERSION", "HEAD_REVISION", "MIGRATION_LOCK_KEY", "REVISIONS", "Change",
-           "Claim", "ClaimRequest", "EventStore", "open_store", "worker_id"]
+           "Claim", "ClaimRequest", "EventStore", "worker_id"]

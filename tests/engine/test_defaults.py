@@ -30,7 +30,8 @@ FLAG_OF = {"DB_URL": "db"}
 
 def _options() -> dict[str, click.Option]:
     run = main.commands["run"]
-    found = {p.name: p for p in [*main.params, *run.params] if isinstance(p, click.Option)}
+    # The group's own options win over the copies every command gets (engine.options).
+    found = {p.name: p for p in [*run.params, *main.params] if isinstance(p, click.Option)}
     assert all(isinstance(name, str) for name in found)
     return {str(name): option for name, option in found.items()}
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from engine.errors import ConcurrencyConflict, StoreFailure, StoreUnavailable
+from engine.errors import ConcurrencyConflict, ConfigurationProblem, StoreFailure, StoreUnavailable
 from engine.projection import NewEvent
 from engine.store import EventStore, open_store
 from tests.pg import PostgresServer
@@ -125,10 +125,20 @@ def test_a_locked_sqlite_file_is_unavailable_until_the_lock_goes(
     assert ids(store.list_jobs()) == ["job-a", "job-b"]
 
 
+def test_a_sqlite_file_in_a_missing_directory_is_said_before_opening(tmp_path: Path) -> None:
+    missing = tmp_path / "no such directory"
+    with pytest.raises(ConfigurationProblem, match="does not exist") as raised:
+        open_store(f"sqlite:///{missing / 'state.db'}")
+    assert f"the directory {missing} of the state database" in str(raised.value)
+    assert not missing.exists()
+
+
 def test_a_sqlite_file_that_cannot_be_opened_at_start_is_a_failure(tmp_path: Path) -> None:
-    with pytest.raises(StoreFailure, match="cannot open the SQLite file") as raised:
-        open_store(f"sqlite:///{tmp_path / 'no such directory' / 'state.db'}")
-    assert "directory exists" in str(raised.value)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "state.db").mkdir()  # a directory where the file should be: SQLite cannot open it
+    with pytest.raises(ConfigurationProblem, match="is a directory, not a database file"):
+        open_store(f"sqlite:///{locked / 'state.db'}")
 
 
 def test_a_sqlite_file_that_cannot_be_opened_later_is_unavailable(tmp_path: Path) -> None:
