@@ -30,7 +30,8 @@ from engine.outcomes import (
     RetryLater,
     RunDetails,
 )
-from engine.projection import Event, Job, NewEvent, project
+from engine.projection import Job, NewEvent
+from engine.record import Recorded, record
 
 
 def tenacity_backoff(initial: float = 2.0, maximum: float = 300.0) -> Callable[[int], float]:
@@ -161,26 +162,31 @@ def decide(
     )
 
 
+def advance(job: Job, outcome: Outcome | None, now: float, policy: Policy,
+            worker: str = "") -> Recorded:
+    """decide(), then keep deciding through states that need no I/O: the events to append,
+    numbered and stamped (engine.record), and the row they lead to.
+
+    The row is what the store will hold once the events are appended, so the scheduler can
+    plan the next effect without a read.
+    """
+    current = Recorded((), job, new=False)
+    pending: Outcome | None = outcome
+    while True:
+        more = record(current.job, decide(current.job, pending, now, policy, worker), now,
+                      worker)
+        current = Recorded(current.events + more.events, more.job, new=False)
+        pending = None
+        if effect_of(current.job.state) is not Effect.DECIDE:
+            return current
+
+
 def step(
     job: Job, outcome: Outcome | None, now: float, policy: Policy, worker: str = ""
 ) -> tuple[list[NewEvent], Job]:
-    """decide(), then keep deciding through states that need no I/O; returns events and the row.
-
-    The returned row is what the store will hold once the events are appended (seq and time as
-    the store will write them), so the scheduler can plan the next effect without a read.
-    """
-    events: list[NewEvent] = []
-    current = job
-    pending: Outcome | None = outcome
-    while True:
-        new = decide(current, pending, now, policy, worker)
-        for item in new:
-            current = project(current, Event(current.job_id, current.last_seq + 1, item.type, now,
-                                             item.data))
-        events.extend(new)
-        pending = None
-        if effect_of(current.state) is not Effect.DECIDE:
-            return events, current
+    """advance(), as the decided events and the row they lead to."""
+    done = advance(job, outcome, now, policy, worker)
+    return [NewEvent(event.type, event.data) for event in done.events], done.job
 
 
 UNKNOWN_HOLDER = "?"

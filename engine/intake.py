@@ -32,7 +32,8 @@ from engine.jobdata import (
 )
 from engine.machine import JobState
 from engine.outcomes import JSON
-from engine.projection import Event, Job, NewEvent, project
+from engine.projection import Job, NewEvent
+from engine.record import Recorded, record
 from engine.secrets import REDACTED, SecretVault
 from engine.store import Change, EventStore
 
@@ -251,8 +252,8 @@ class Intake:
         if item.shortened is not None:
             self._resume_from(item, self.store.get(item.shortened))
         data = item.event_data()
-        event = Event(item.job_id, 1, "acquired", now, data, worker=self.worker)
-        changes = [Change([event], project(None, event), new=True)]
+        changes = [_change(record(None, [NewEvent("acquired", data)], now, self.worker,
+                                  item.job_id))]
         if "continuation_token" not in data:
             return changes  # a first job joins nothing; only continuations hand over
         continues = data.get("continues")
@@ -294,8 +295,8 @@ class Intake:
                     "problem and will be failed", item.job_id, problem,
                     extra={"job_id": item.job_id})
         broken = _Read(item.job_id, item.nonce, item.type_id, data, [problem])
-        event = Event(item.job_id, 1, "acquired", now, broken.event_data(), worker=self.worker)
-        return Change([event], project(None, event), new=True)
+        return _change(record(None, [NewEvent("acquired", broken.event_data())], now,
+                              self.worker, item.job_id))
 
     def _commit(self, groups: Sequence[tuple[_Read, list[Change]]], now: float) -> list[Change]:
         """All jobs in one transaction; if the database refuses it for a reason that is not
@@ -375,5 +376,8 @@ def _artifact(artifact: Mapping[str, Any]) -> dict[str, JSON]:
 
 
 def _append(job: Job, new: NewEvent, now: float, worker: str | None) -> Change:
-    event = Event(job.job_id, job.last_seq + 1, new.type, now, new.data, worker=worker)
-    return Change([event], project(job, event), new=False)
+    return _change(record(job, [new], now, worker))
+
+
+def _change(recorded: Recorded) -> Change:
+    return Change(recorded.events, recorded.job, recorded.new)

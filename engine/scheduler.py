@@ -21,9 +21,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from engine import crashpoints
+from engine import crashpoints, defaults
 from engine.clock import Clock
-from engine.decide import UNKNOWN_HOLDER, NoDecision, Policy, step, submit_gate
+from engine.decide import UNKNOWN_HOLDER, NoDecision, Policy, advance, submit_gate
 from engine.effects import Effects
 from engine.errors import ConcurrencyConflict, CpworkerError
 from engine.machine import Effect, effect_of
@@ -52,9 +52,9 @@ class Scheduler:
         clock: Clock,
         policy_for: Callable[[str], Policy],
         owner: str,
-        pool_size: int = 8,
-        lease_for: float = 300.0,
-        claim_depth: int = 4,
+        pool_size: int = defaults.EFFECT_THREADS,
+        lease_for: float = defaults.LEASE,
+        claim_depth: int = defaults.CLAIM_DEPTH,
         on_event: Callable[[Job, list[Event]], None] | None = None,
         actions: Sequence[str] | None = None,
     ) -> None:
@@ -184,17 +184,13 @@ class Scheduler:
             claim = replace(claim, now=now)
         changes: list[Change] = []
         for job, outcome in outcomes:
+            policy = self.policy_for(job.action)
             try:
-                new_events, after = step(job, outcome, now, self.policy_for(job.action),
-                                         self.owner)
+                done = advance(job, outcome, now, policy, self.owner)
             except NoDecision as error:
                 log.error("%s; the outcome is dropped and the job retried", error)
-                new_events, after = step(job, RetryLater(str(error)), now,
-                                         self.policy_for(job.action), self.owner)
-            stored = [Event(job.job_id, job.last_seq + i + 1, e.type, now, e.data,
-                            worker=self.owner)
-                      for i, e in enumerate(new_events)]
-            changes.append(Change(stored, after, new=False))
+                done = advance(job, RetryLater(str(error)), now, policy, self.owner)
+            changes.append(Change(done.events, done.job, new=False))
         try:
             claimed = self.store.commit(changes, claim)
             written = changes
