@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, fields
 from importlib.resources import files
@@ -151,6 +151,8 @@ class EventStore:
         of on SQLite's busy handler, which sleeps in steps of milliseconds."""
         self._insert_events = _Batch(events.insert(), engine.dialect)
         self._update_jobs = _Batch(_UPDATE_JOB, engine.dialect)
+        self.on_commit: Callable[[Sequence[Change], float], None] | None = None
+        """Told of every commit that wrote (its changes, its seconds): the worker's metrics."""
         self._started = False
         """Whether the database was reached once: a file that cannot be opened at start is a
         wrong path (permanent), later it is a passing condition (a full volume, say)."""
@@ -222,6 +224,7 @@ class EventStore:
         ]
         inserts = [_job_to_row(c.job) for c in changes if c.new]
         updates = [_job_update(c.job) for c in changes if not c.new]
+        began = time.perf_counter()
         try:
             with self._begin() as conn:
                 if event_rows:
@@ -230,9 +233,11 @@ class EventStore:
                     conn.execute(jobs.insert(), inserts)
                 if updates:
                     self._update_jobs.run(conn, [_bind(row) for row in updates])
-                if claim is None:
-                    return []
-                return self._claim(conn, claim, known={c.job.job_id: c.job for c in changes})
+                claimed = [] if claim is None else \
+                    self._claim(conn, claim, known={c.job.job_id: c.job for c in changes})
+            if self.on_commit is not None:
+                self.on_commit(changes, time.perf_counter() - began)
+            return claimed
         except IntegrityError as error:
             ids = sorted({c.job.job_id for c in changes})
             raise ConcurrencyConflict(
@@ -474,6 +479,20 @@ class EventStore:
         with self._read() as conn:
             value = conn.execute(query).scalar()
         return int(value or 0)
+
+    def count_by_state(self, actions: Sequence[str] | None = None) -> dict[str, int]:
+        """Jobs per state (of `actions`; None: all): the metrics' view of the projection."""
+        query = sa.select(jobs.c.state, sa.func.count()).group_by(jobs.c.state)
+        if actions is not None:
+            query = query.where(jobs.c.action.in_(list(actions)))
+        with self._read() as conn:
+            return {str(state): int(count) for state, count in conn.execute(query)}
+
+    def count_leased(self, owner: str) -> int:
+        """Jobs `owner` holds a lease on (expired or not: it has not let them go)."""
+        query = sa.select(sa.func.count()).select_from(jobs).where(jobs.c.lease_owner == owner)
+        with self._read() as conn:
+            return int(conn.execute(query).scalar() or 0)
 
     def replace_projection(self, rebuilt: Sequence[Job]) -> None:
         """Overwrite projection rows with rows rebuilt from the log (leases are kept)."""
