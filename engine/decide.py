@@ -1,7 +1,16 @@
 """The machine's decisions: given a job's row and the outcome of its last effect, what happens next.
 
-Pure: no I/O, no clock reads (time is passed in), no randomness beyond the injected backoff. The
-scheduler executes what this returns; tests call it with outcomes they make up.
+Pure: no I/O, no clock reads (time is passed in), no randomness beyond the injected backoff. Two
+questions, both answered from the job's row, its recorded times and facts passed in:
+
+- `plan`: a job is due; what exactly is called for it (engine.effects executes the `Call` as
+  given: whether a report may have landed already, whether the action's call resumes earlier
+  work, by when a submission must land, whether to look for another worker's submission and
+  wait), or what follows without a call (`NoCall`: a wait, an action this worker lacks, a step
+  with no I/O);
+- `decide`/`advance`: the events that follow the outcome, recorded through engine.record.
+
+The scheduler executes what these return; tests call them with outcomes and facts they make up.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from dataclasses import dataclass, field
 from tenacity import RetryCallState, Retrying, wait_exponential, wait_random
 
 from engine import limits
+from engine.jobdata import encode_token
 from engine.machine import Effect, JobState, effect_of
 from engine.outcomes import (
     JSON,
@@ -232,6 +242,125 @@ def submit_gate(job: Job, now: float, policy: Policy, worker: str,
                         "opening a new one")
     return Deferred(f"anything worker {job.intent_by or '?'} sent has landed by now; "
                     "opening a call window to look for it, then submit if absent")
+
+
+# --- what to call when a job is due -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerFacts:
+    """What the deciding worker knows beyond a job's row."""
+
+    worker: str
+    started_at: float
+    """When this process started: a report whose row is older may have been sent by an
+    earlier process whose outcome was never recorded."""
+    actions: Mapping[str, bool]
+    """The actions this worker runs, each with whether it can look for an earlier holder's
+    submission (it overrides Action.find)."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """A report to CodePipeline as it is to be sent (the pending report, fixed by decide)."""
+
+    details: Mapping[str, JSON] | None = None
+    output_variables: Mapping[str, str] = field(default_factory=dict)
+    token: str = ""
+    """A progress report's continuation token."""
+    failure_type: str = FailureType.JOB_FAILED.value
+    message: str = ""
+    external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Call:
+    """One effect, with everything decided about it: engine.effects executes exactly this."""
+
+    effect: Effect
+    maybe_landed: bool = False
+    """A report: an earlier call of it may have reached CodePipeline (so a refusal may mean it
+    was taken)."""
+    resumed: bool = False
+    """The action's call may follow one that reached its system (JobContext.resumed)."""
+    deadline: float | None = None
+    """A submission's call must land by then (JobContext.deadline)."""
+    look: Deferred | None = None
+    """Only look for the run an earlier holder's submission started (Action.find); not found,
+    the outcome is this wait."""
+    since: float = 0.0
+    """An expiry: whether CodePipeline was polled since then decides between waiting on and
+    giving up."""
+    report: Report | None = None
+
+
+@dataclass(frozen=True)
+class NoCall:
+    """Nothing to call: `outcome` (None: a step with no I/O) goes straight to decide."""
+
+    outcome: Outcome | None
+
+
+_REPORT_EFFECTS = frozenset({Effect.REPORT_PROGRESS, Effect.REPORT_SUCCESS,
+                             Effect.REPORT_FAILURE})
+
+
+def plan(job: Job, now: float, policy: Policy, facts: WorkerFacts,
+         held_by: str | None = UNKNOWN_HOLDER, called: bool = False) -> Call | NoCall | None:
+    """What to do for a due `job` (None: nothing, it is final).
+
+    `held_by`: the job's lease owner just before this worker claimed it (submit_gate).
+    `called`: this process already called the action's submit for the job at its current
+    `last_seq`, and the outcome was never recorded (a lost commit brought it back).
+    """
+    effect = effect_of(job.state)
+    if effect is None:
+        return None
+    if effect is Effect.DECIDE:
+        return NoCall(None)
+    if effect is Effect.ACKNOWLEDGE:
+        return Call(effect)
+    if effect is Effect.EXPIRE:
+        return Call(effect, since=job.next_due_at if job.next_due_at is not None
+                    else job.updated_at)
+    if effect in _REPORT_EFFECTS:
+        # Written before this process started, or retried: an earlier call may have landed.
+        maybe_landed = job.attempt > 0 or job.updated_at < facts.started_at
+        return Call(effect, maybe_landed=maybe_landed, report=_report(job, effect))
+    can_find = facts.actions.get(job.action)
+    if can_find is None:  # claims are filtered by action (engine.scheduler): a safety net
+        return NoCall(RetryLater(f"this worker does not run the action {job.action!r}; left "
+                                 "to a worker that does", transient=False, counted=False))
+    # Anything but the first call of the window the intent opened may follow a call that
+    # reached the external system: a retry, a re-armed window, another worker's intent.
+    resumed = job.attempt > 0 or called or (
+        job.state is JobState.SUBMITTED
+        and (job.armings != 1 or job.intent_by != facts.worker))
+    if effect is not Effect.SUBMIT:
+        return Call(effect, resumed=resumed)
+    waiting = submit_gate(job, now, policy, facts.worker, held_by)
+    if waiting is not None:
+        if waiting.until is not None and can_find:
+            return Call(effect, resumed=True, look=waiting)  # look, read-only, then wait
+        return NoCall(waiting)
+    deadline = None if job.armed_until is None else job.armed_until + policy.submit_grace
+    return Call(effect, resumed=resumed, deadline=deadline)
+
+
+def _report(job: Job, effect: Effect) -> Report:
+    pending = job.pending or {}
+    details = pending.get("details")
+    if effect is Effect.REPORT_PROGRESS:
+        token = encode_token(job.job_id, job.run, job.details, job.run_started_at,
+                             short=bool(pending.get("short_token")))
+        return Report(details=details, token=token)
+    if effect is Effect.REPORT_SUCCESS:
+        return Report(details=details, output_variables=pending.get("output_variables") or {})
+    # A degraded failure report says which external id to send, None included.
+    external = pending.get("external_id", job.external_id)
+    return Report(failure_type=str(pending.get("failure_type") or FailureType.JOB_FAILED.value),
+                  message=str(pending.get("message") or job.reason or "failed"),
+                  external_id=None if external is None else str(external))
 
 
 # --- helpers ------------------------------------------------------------------------------------

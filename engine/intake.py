@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from numbers import Real
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -23,10 +22,11 @@ from engine.action import Action, ActionDefinition
 from engine.clock import Clock
 from engine.errors import ConcurrencyConflict, CpworkerError, StoreFailure, StoreUnavailable
 from engine.jobdata import (
+    artifacts_read,
     configuration_of,
     credentials_of,
-    decode_token,
     mapping,
+    read_token,
     recorded_configuration,
     text,
 )
@@ -190,10 +190,7 @@ class Intake:
                 "pipeline_arn": text(context.get("pipelineArn")),
                 "configuration": recorded_configuration(configuration, definition.secret_names,
                                                         REDACTED),
-                "artifacts": {
-                    "input": _artifacts(data.get("inputArtifacts")),
-                    "output": _artifacts(data.get("outputArtifacts")),
-                },
+                "artifacts": artifacts_read(data),
             },
         }
         item = _Read(job_id, nonce, str(definition.type_id), event, problems)
@@ -204,37 +201,12 @@ class Intake:
 
     @staticmethod
     def _read_token(item: _Read, token: Any) -> None:
-        """What a continuation token says about the run this job resumes."""
-        if not isinstance(token, str) or text(token) is None:
-            item.problems.append("its continuationToken is not text a database can store, so "
-                                 "it was not written by cpworker")
-            return
-        item.data["continuation_token"] = token
-        payload = decode_token(token)
-        if payload is None:
-            item.problems.append("the continuation token was not written by cpworker, so the "
-                                 "external run it refers to cannot be found")
-            return
-        continues = text(payload.get("job"))
-        if continues is None:
-            item.problems.append("the continuation token names no job to continue")
-            return
-        item.data["continues"] = continues
-        if "run" not in payload:
-            # Past CodePipeline's token limit the token keeps only the job id: the run is read
-            # from the job it continues, in this database.
-            item.shortened = continues
-            return
-        run, details, started = payload.get("run"), payload.get("details"), payload.get("started")
-        if not isinstance(run, Mapping) or not isinstance(details, (Mapping, type(None))) or (
-            started is not None and (isinstance(started, bool) or not isinstance(started, Real))
-        ):
-            item.problems.append("the continuation token's run data is not the shape cpworker "
-                                 "writes (run an object, details an object, started a time)")
-            return
-        item.data["run"] = dict(run)
-        item.data["details"] = None if details is None else dict(details)
-        item.data["run_started_at"] = None if started is None else float(started)
+        """What a continuation token says about the run this job resumes (engine.jobdata)."""
+        read = read_token(token)
+        item.data.update(read.data)
+        if read.problem is not None:
+            item.problems.append(read.problem)
+        item.shortened = read.shortened
 
     def _unreadable(self, job_id: str, error: Exception) -> str:
         what = error.message if isinstance(error, CpworkerError) else str(error)
@@ -361,18 +333,6 @@ def _minimal(action_name: str, type_id: str, nonce: str, execution_id: str) -> d
     """An `acquired` event's least: enough to acknowledge the job and fail it."""
     return {"nonce": nonce, "action": action_name, "action_type": type_id,
             "execution_id": execution_id, "pipeline": {}}
-
-
-def _artifacts(artifacts: Any) -> list[dict[str, JSON]]:
-    if not isinstance(artifacts, list):
-        return []
-    return [_artifact(mapping(a)) for a in artifacts]
-
-
-def _artifact(artifact: Mapping[str, Any]) -> dict[str, JSON]:
-    location = mapping(mapping(artifact.get("location")).get("s3Location"))
-    return {"name": text(artifact.get("name")), "revision": text(artifact.get("revision")),
-            "bucket": text(location.get("bucketName")), "key": text(location.get("objectKey"))}
 
 
 def _append(job: Job, new: NewEvent, now: float, worker: str | None) -> Change:

@@ -1,5 +1,9 @@
 """Reading CodePipeline's JobData defensively: what a polled job holds, or why it cannot be read.
 
+The one module that knows JobData's shape: configuration (with its secrets split off by the
+caller), artifact credentials, the pipeline context and artifacts, and continuation tokens
+(written and read here). Intake records what it reads; effects reads the artifacts back.
+
 The API promises strings, but a worker must not trust a single job to keep that promise: one
 job with a configuration value that is a list, or a pipeline context that is not an object,
 must become a readable problem on that job, never an exception that sinks the poll batch
@@ -11,6 +15,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from numbers import Real
 from typing import Any
 
 from engine import limits
@@ -116,3 +122,81 @@ def decode_token(token: str) -> dict[str, Any] | None:
     if not isinstance(payload, dict) or payload.get("v") != TOKEN_VERSION or "job" not in payload:
         return None
     return payload
+
+
+@dataclass
+class TokenRead:
+    """What a continuation token says about the run its job resumes."""
+
+    data: dict[str, JSON] = field(default_factory=dict)
+    """Event data: continuation_token, continues, and the run, its details and start if the
+    token carries them."""
+    problem: str | None = None
+    shortened: str | None = None
+    """The token was cut to this job id: the run is read from that job's row."""
+
+
+def read_token(token: Any) -> TokenRead:
+    """A polled job's continuationToken, read; never raises."""
+    read = TokenRead()
+    if not isinstance(token, str) or text(token) is None:
+        read.problem = ("its continuationToken is not text a database can store, so it was not "
+                        "written by cpworker")
+        return read
+    read.data["continuation_token"] = token
+    payload = decode_token(token)
+    if payload is None:
+        read.problem = ("the continuation token was not written by cpworker, so the external "
+                        "run it refers to cannot be found")
+        return read
+    continues = text(payload.get("job"))
+    if continues is None:
+        read.problem = "the continuation token names no job to continue"
+        return read
+    read.data["continues"] = continues
+    if "run" not in payload:
+        # Past CodePipeline's token limit the token keeps only the job id: the run is read
+        # from the job it continues, in this database.
+        read.shortened = continues
+        return read
+    run, details, started = payload.get("run"), payload.get("details"), payload.get("started")
+    if not isinstance(run, Mapping) or not isinstance(details, (Mapping, type(None))) or (
+        started is not None and (isinstance(started, bool) or not isinstance(started, Real))
+    ):
+        read.problem = ("the continuation token's run data is not the shape cpworker writes "
+                        "(run an object, details an object, started a time)")
+        return read
+    read.data["run"] = dict(run)
+    read.data["details"] = None if details is None else dict(details)
+    read.data["run_started_at"] = None if started is None else float(started)
+    return read
+
+
+def artifacts_read(data: Mapping[str, Any]) -> dict[str, JSON]:
+    """The job's input and output artifacts as the log keeps them (names, revisions, S3
+    locations; never credentials)."""
+    return {"input": _artifacts(data.get("inputArtifacts")),
+            "output": _artifacts(data.get("outputArtifacts"))}
+
+
+def artifacts_of(pipeline: Mapping[str, JSON]) -> tuple[tuple[Mapping[str, JSON], ...],
+                                                        tuple[Mapping[str, JSON], ...]]:
+    """(input, output) artifacts from a job's recorded pipeline context (artifacts_read)."""
+    recorded = mapping(pipeline.get("artifacts"))
+    return (tuple(_listed(recorded.get("input"))), tuple(_listed(recorded.get("output"))))
+
+
+def _listed(value: Any) -> list[Mapping[str, JSON]]:
+    return [mapping(item) for item in value] if isinstance(value, list) else []
+
+
+def _artifacts(artifacts: Any) -> list[JSON]:
+    if not isinstance(artifacts, list):
+        return []
+    return [_artifact(mapping(a)) for a in artifacts]
+
+
+def _artifact(artifact: Mapping[str, Any]) -> dict[str, JSON]:
+    location = mapping(mapping(artifact.get("location")).get("s3Location"))
+    return {"name": text(artifact.get("name")), "revision": text(artifact.get("revision")),
+            "bucket": text(location.get("bucketName")), "key": text(location.get("objectKey"))}

@@ -23,11 +23,21 @@ from dataclasses import dataclass, replace
 
 from engine import crashpoints, defaults
 from engine.clock import Clock
-from engine.decide import UNKNOWN_HOLDER, NoDecision, Policy, advance, submit_gate
+from engine.decide import (
+    UNKNOWN_HOLDER,
+    Call,
+    NoCall,
+    NoDecision,
+    Policy,
+    WorkerFacts,
+    advance,
+    plan,
+    submit_gate,
+)
 from engine.effects import Effects
 from engine.errors import ConcurrencyConflict, CpworkerError
-from engine.machine import Effect, effect_of
-from engine.outcomes import Deferred, Outcome, RetryLater
+from engine.machine import Effect
+from engine.outcomes import Outcome, RetryLater
 from engine.projection import Event, Job
 from engine.store import Change, EventStore
 from engine.store.sql import ClaimRequest
@@ -57,6 +67,7 @@ class Scheduler:
         claim_depth: int = defaults.CLAIM_DEPTH,
         on_event: Callable[[Job, list[Event]], None] | None = None,
         actions: Sequence[str] | None = None,
+        started_at: float | None = None,
     ) -> None:
         self.store = store
         self.effects = effects
@@ -69,6 +80,10 @@ class Scheduler:
         self.on_event = on_event
         self.actions = None if actions is None else sorted(actions)
         """The actions whose jobs this worker claims (None: every job, for tests)."""
+        self.facts = WorkerFacts(
+            owner, clock.now() if started_at is None else started_at,
+            {name: effects.can_find(name) for name in effects.actions})
+        """What plan() is told about this worker, beside each job's row."""
         self.renew_every = min(5.0, lease_for / 10)
         self._last_renewal = clock.now()
         self._unsaved: list[tuple[Job, Outcome | None]] = []
@@ -128,27 +143,19 @@ class Scheduler:
         if foreign:  # the claim filters by action; a row that slipped through goes back
             self.store.release(foreign, self.owner)
         for job in claimed:
-            effect = effect_of(job.state)
-            if effect is None or job.job_id in foreign:
+            if job.job_id in foreign:
                 continue
-            if effect in (Effect.DECIDE, Effect.EXPIRE):
-                outcome: Outcome | None = self.effects.run(job, effect) \
-                    if effect is Effect.EXPIRE else None
-                self._decided(job, outcome)  # no I/O: decided and committed next round
+            planned = plan(job, self.clock.now(), self.policy_for(job.action), self.facts,
+                           holders.get(job.job_id, UNKNOWN_HOLDER), self.effects.called(job))
+            if planned is None:
                 continue
-            if effect is Effect.SUBMIT:
-                deferred = submit_gate(job, self.clock.now(), self.policy_for(job.action),
-                                       self.owner, holders.get(job.job_id, UNKNOWN_HOLDER))
-                if deferred is not None and deferred.until is not None \
-                        and self.effects.can_find(job.action):
-                    self._start(job, effect, waiting=deferred)  # look, read-only, then wait
-                    stats.started += 1
-                    continue
-                if deferred is not None:
-                    self._decided(job, deferred)
-                    continue
-            self._start(job, effect)
-            stats.started += 1
+            if isinstance(planned, NoCall):
+                self._decided(job, planned.outcome)  # decided and committed next round
+            elif planned.effect is Effect.EXPIRE:  # a timer: no I/O, no thread
+                self._decided(job, self.effects.run(job, planned))
+            else:
+                self._start(job, planned)
+                stats.started += 1
         return stats
 
     def _decided(self, job: Job, outcome: Outcome | None) -> None:
@@ -208,23 +215,19 @@ class Scheduler:
                 self.on_event(change.job, list(change.events))
         return len(written), claimed
 
-    def _start(self, job: Job, effect: Effect, waiting: Deferred | None = None) -> None:
+    def _start(self, job: Job, call: Call) -> None:
         with self._lock:
             self._in_flight.add(job.job_id)
             self._running += 1
 
         def work() -> None:
-            crashpoints.reached(f"before:{effect.value}")
-            outcome: Outcome
-            if waiting is not None:
-                outcome = self.effects.find(job, waiting)  # never raises
-            else:
-                # An effect carries its deadline: a submission that waited in the queue past
-                # its call window does not call out (the window is what others wait out).
-                late = submit_gate(job, self.clock.now(), self.policy_for(job.action),
-                                   self.owner) if effect is Effect.SUBMIT else None
-                outcome = late if late is not None else self.effects.run(job, effect)
-            crashpoints.reached(f"after:{effect.value}")
+            crashpoints.reached(f"before:{call.effect.value}")
+            # A submission that waited in the queue past its call window does not call out
+            # (the window is what others wait out): decided again as the call starts.
+            late = submit_gate(job, self.clock.now(), self.policy_for(job.action), self.owner) \
+                if call.effect is Effect.SUBMIT and call.look is None else None
+            outcome = late if late is not None else self.effects.run(job, call)
+            crashpoints.reached(f"after:{call.effect.value}")
             self._done.put((job, outcome))
             with self._lock:
                 self._running -= 1

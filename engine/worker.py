@@ -139,15 +139,14 @@ class Worker:
             time_budget=self.settings.time_budget, backoff=backoff,
             submit_window=self.settings.submit_window, job_timeout=self.settings.job_timeout,
         )
-        self.effects = Effects(codepipeline, self.actions, self.vault, self.clock, self.owner,
-                               self.clock.now(),
+        self.effects = Effects(codepipeline, self.actions, self.vault, self.clock,
                                polled_since=lambda name, since: self.poller.polled_since(name,
                                                                                         since))
         self.scheduler = Scheduler(
             store, self.effects, self.clock, self.policy_for, self.owner,
             pool_size=self.settings.effect_threads, lease_for=self.settings.lease,
             claim_depth=self.settings.claim_depth,
-            on_event=self._log_events, actions=list(self.actions),
+            on_event=self._log_events, actions=list(self.actions), started_at=self.clock.now(),
         )
         self.intake = Intake(store, self.vault, self.clock, self.owner)
         self.poller = Poller(

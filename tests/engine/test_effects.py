@@ -1,12 +1,13 @@
-"""Effects: the context a submission is called with says whether it may have gone out before."""
+"""Effects: a Call is executed exactly as engine.decide.plan gave it, and what effects did (the
+submissions this process called) is reported back as a fact."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from engine.action import Action, JobContext
 from engine.clock import FakeClock
+from engine.decide import Call
 from engine.effects import Effects
 from engine.machine import Effect, JobState
 from engine.outcomes import ActionOutcome, Deferred, InProgress, RetryLater, RunDetails
@@ -37,7 +38,7 @@ def effects(action: RemoteLedger, clock: FakeClock, outcome: str = "pass") -> Ef
     vault.put("j", {"Token": "ledger-secret-x", "Outcome": outcome}, {"Token"}, None,
               clock.now())
     codepipeline: Any = None  # never called: the secrets are in the vault
-    return Effects(codepipeline, {"ledger": action}, vault, clock, "worker-b", clock.now())
+    return Effects(codepipeline, {"ledger": action}, vault, clock)
 
 
 def submitted(intent_by: str, armings: int = 1, attempt: int = 0) -> Job:
@@ -47,40 +48,35 @@ def submitted(intent_by: str, armings: int = 1, attempt: int = 0) -> Job:
                armed_until=NOW + 9, armings=armings, attempt=attempt)
 
 
-def test_the_first_call_of_the_intents_own_window_is_not_resumed() -> None:
-    clock = FakeClock(NOW)
-    action = RemoteLedger()
-    assert isinstance(effects(action, clock).run(submitted("worker-b"), Effect.SUBMIT),
-                      InProgress)
-    assert [c.resumed for c in action.seen] == [False]
-    assert action.seen[0].deadline == NOW + 9 + 30.0
+SUBMIT = Call(Effect.SUBMIT)
 
 
-def test_every_other_call_looks_for_earlier_work_first() -> None:
+def test_the_call_is_made_as_planned() -> None:
     clock = FakeClock(NOW)
     action = RemoteLedger()
     runner = effects(action, clock)
-    runner.run(submitted("worker-a", armings=2), Effect.SUBMIT)  # a window another opened
-    runner.run(submitted("worker-b", armings=2), Effect.SUBMIT)  # a re-armed window
-    runner.run(submitted("worker-b", attempt=1), Effect.SUBMIT)  # a retry
-    assert [c.resumed for c in action.seen] == [True, True, True]
+    assert isinstance(runner.run(submitted("worker-b"), SUBMIT), InProgress)
+    runner.run(submitted("worker-a", armings=2), Call(Effect.SUBMIT, resumed=True,
+                                                      deadline=NOW + 39))
+    assert [(c.resumed, c.deadline) for c in action.seen] == [(False, None), (True, NOW + 39)]
 
 
-def test_the_same_step_called_twice_by_one_worker_is_resumed() -> None:
-    """An outcome whose commit was lost: the job comes back at the same seq to this worker."""
+def test_a_submission_called_is_remembered_at_its_seq() -> None:
+    """The fact plan() needs when an outcome's commit was lost: the job comes back at the same
+    seq to this worker."""
     clock = FakeClock(NOW)
-    action = RemoteLedger()
-    runner = effects(action, clock)
-    runner.run(submitted("worker-b"), Effect.SUBMIT)
-    runner.run(submitted("worker-b"), Effect.SUBMIT)
-    runner.run(replace(submitted("worker-b"), job_id="j", last_seq=9), Effect.SUBMIT)
-    assert [c.resumed for c in action.seen] == [False, True, False]
+    runner = effects(RemoteLedger(), clock)
+    job = submitted("worker-b")
+    assert not runner.called(job)
+    runner.run(job, SUBMIT)
+    assert runner.called(job)
+    assert not runner.called(Job(**{**job.__dict__, "last_seq": 9}))
 
 
 def test_an_action_that_raises_is_not_transient_and_leaks_nothing() -> None:
     clock = FakeClock(NOW)
     action = RemoteLedger()
-    outcome = effects(action, clock, outcome="raise").run(submitted("worker-b"), Effect.SUBMIT)
+    outcome = effects(action, clock, outcome="raise").run(submitted("worker-b"), SUBMIT)
     assert isinstance(outcome, RetryLater) and not outcome.transient
     assert "ledger-secret-x" not in outcome.reason and "RuntimeError" in outcome.reason
 
@@ -103,7 +99,8 @@ def test_a_waiting_submission_ends_its_wait_when_the_earlier_run_is_found() -> N
     action = FindingLedger(found)
     runner = effects(action, clock)
     assert runner.can_find("ledger")
-    outcome = runner.find(submitted("worker-a", armings=1), waiting)
+    outcome = runner.run(submitted("worker-a", armings=1), Call(Effect.SUBMIT, resumed=True,
+                                                                look=waiting))
     assert isinstance(outcome, InProgress) and outcome.data == {"run_id": "run-1"}
     assert outcome.details is not None and "ledger-secret-x" not in str(outcome.details.summary)
     assert action.seen == []  # submit() was never called
@@ -115,7 +112,8 @@ def test_a_waiting_submission_that_finds_nothing_keeps_waiting() -> None:
     waiting = Deferred("worker-a may have a call in flight", until=NOW + 30)
     for found in (None, RetryLater("pending: cannot tell yet")):
         action = FindingLedger(found)
-        assert effects(action, clock).find(submitted("worker-a"), waiting) is waiting
+        look = Call(Effect.SUBMIT, resumed=True, look=waiting)
+        assert effects(action, clock).run(submitted("worker-a"), look) is waiting
         assert action.seen == []
 
 
