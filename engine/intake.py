@@ -22,10 +22,10 @@ from engine.action import Action, ActionDefinition
 from engine.clock import Clock
 from engine.errors import ConcurrencyConflict, CpworkerError, StoreFailure, StoreUnavailable
 from engine.jobdata import (
-    artifacts_read,
     configuration_of,
     credentials_of,
     mapping,
+    pipeline_of,
     read_token,
     recorded_configuration,
     text,
@@ -163,9 +163,8 @@ class Intake:
         configuration, texts, problems = configuration_of(data)
         # Secrets first, before anything could print them: from here on they are scrubbed.
         self.vault.put(job_id, configuration, definition.secret_names, credentials_of(data), now)
-        context = mapping(data.get("pipelineContext"))
-        action_context = mapping(context.get("action"))
-        execution_id = text(action_context.get("actionExecutionId"))
+        execution_id, pipeline = pipeline_of(raw, data, recorded_configuration(
+            configuration, definition.secret_names, REDACTED))
         if execution_id is None:
             problems.append("the job data has no pipelineContext.action.actionExecutionId")
             execution_id = job_id
@@ -181,17 +180,7 @@ class Intake:
             "action": action_name,
             "action_type": str(definition.type_id),
             "execution_id": execution_id,
-            "pipeline": {
-                "account_id": text(raw.get("accountId")),
-                "pipeline_name": text(context.get("pipelineName")),
-                "stage": text(mapping(context.get("stage")).get("name")),
-                "action_name": text(action_context.get("name")),
-                "pipeline_execution_id": text(context.get("pipelineExecutionId")),
-                "pipeline_arn": text(context.get("pipelineArn")),
-                "configuration": recorded_configuration(configuration, definition.secret_names,
-                                                        REDACTED),
-                "artifacts": artifacts_read(data),
-            },
+            "pipeline": pipeline,
         }
         item = _Read(job_id, nonce, str(definition.type_id), event, problems)
         token = data.get("continuationToken")

@@ -172,6 +172,24 @@ def read_token(token: Any) -> TokenRead:
     return read
 
 
+def pipeline_of(raw: Mapping[str, Any], data: Mapping[str, Any],
+                configuration: Mapping[str, str]) -> tuple[str | None, dict[str, JSON]]:
+    """A polled job's action execution id (None: missing) and its pipeline context as the log
+    keeps it: names, ids, `configuration` (as recorded_configuration made it) and artifacts."""
+    context = mapping(data.get("pipelineContext"))
+    action = mapping(context.get("action"))
+    return text(action.get("actionExecutionId")), {
+        "account_id": text(raw.get("accountId")),
+        "pipeline_name": text(context.get("pipelineName")),
+        "stage": text(mapping(context.get("stage")).get("name")),
+        "action_name": text(action.get("name")),
+        "pipeline_execution_id": text(context.get("pipelineExecutionId")),
+        "pipeline_arn": text(context.get("pipelineArn")),
+        "configuration": dict(configuration),
+        "artifacts": artifacts_read(data),
+    }
+
+
 def artifacts_read(data: Mapping[str, Any]) -> dict[str, JSON]:
     """The job's input and output artifacts as the log keeps them (names, revisions, S3
     locations; never credentials)."""

@@ -187,8 +187,9 @@ def project(job: Job | None, event: Event) -> Job:
 
 
 def fold_checked(events: Iterable[Event]) -> tuple[Job | None, int, IllegalEvent | None]:
-    """fold(), stopping at the first event the machine cannot accept: (row so far, accepted,
-    the refusal or None). What `cpworker replay` reports."""
+    """fold(), stopping at the first event the lookup refuses: (row so far, accepted, the
+    refusal or None). `cpworker replay` asks the Machine itself (engine.machine.replay); this
+    is the projection's own account, which must agree with it."""
     values: dict[str, Any] | None = None
     accepted = 0
     for event in events:
