@@ -1,9 +1,10 @@
 """Scenario e: CodePipeline and Travis unreachable for 15 minutes, on a fake clock.
 
-engine.testing's ActionHarness drives the real engine (poller, scheduler, effects, SQLite) step
-by step against both emulators over HTTP on 127.0.0.1, all three on one FakeClock: six Travis
-executions are under way when both services go down; two more are started during the outage;
-fifteen minutes of fake time pass while the engine keeps stepping; then the services come back.
+engine.devtools.testing's ActionHarness drives the real engine (poller, scheduler, effects,
+SQLite) step by step against both emulators over HTTP on 127.0.0.1, all three on one FakeClock:
+six Travis executions are under way when both services go down; two more are started during the
+outage; fifteen minutes of fake time pass while the engine keeps stepping; then the services come
+back.
 Every job must end as its build did: none failed with SystemUnavailable because of the outage,
 none given up or abandoned, one Travis request each.
 """

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+from engine.devtools.testing import ActionHarness
 from engine.machine import JobState
-from engine.testing import ActionHarness
 from tests.actions.ledger import LedgerAction
 
 TOKEN = "ledger-secret-harness"

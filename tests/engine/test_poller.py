@@ -14,14 +14,14 @@ import sqlalchemy as sa
 
 from engine.clock import FakeClock
 from engine.codepipeline import CodePipeline
-from engine.emulator import CodePipelineEmulator, EmulatorServer
+from engine.devtools.emulator import CodePipelineEmulator, EmulatorServer
+from engine.devtools.testing import ActionHarness, codepipeline_client
 from engine.errors import StoreUnavailable
 from engine.intake import Intake
 from engine.machine import JobState
 from engine.poller import Poller
 from engine.secrets import SecretVault
 from engine.store import EventStore, open_store
-from engine.testing import ActionHarness, codepipeline_client
 from tests.actions.ledger import LedgerAction
 
 LEDGER_TYPE = "Test/Custom/Ledger/1"

@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from engine.action import ActionDefinition
 from engine.cli import main
 from engine.codepipeline import CodePipeline
-from engine.emulator import CodePipelineEmulator, EmulatorServer
+from engine.devtools.emulator import CodePipelineEmulator, EmulatorServer
+from engine.devtools.testing import codepipeline_client
 from engine.store import open_store
-from engine.testing import codepipeline_client
 from engine.worker import Settings, Worker
 from tests.actions.ledger import LedgerAction
 

@@ -9,10 +9,10 @@ from click.testing import CliRunner
 
 from engine.action import ActionDefinition
 from engine.cli import main
-from engine.emulator import CodePipelineEmulator, EmulatorServer
+from engine.devtools.emulator import CodePipelineEmulator, EmulatorServer
+from engine.devtools.testing import codepipeline_client
 from engine.errors import ConfigurationProblem
 from engine.registration import register
-from engine.testing import codepipeline_client
 from tests.actions.ledger import LedgerAction
 
 LEDGER = "tests.actions.ledger:LedgerAction"

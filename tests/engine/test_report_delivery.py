@@ -11,9 +11,9 @@ from typing import Any
 
 from engine import limits
 from engine.action import Action, JobContext
+from engine.devtools.testing import TEST_SETTINGS, ActionHarness
 from engine.machine import JobState
 from engine.outcomes import ActionOutcome, Done, InProgress, RunDetails
-from engine.testing import TEST_SETTINGS, ActionHarness
 from tests.actions.ledger import LedgerAction
 
 EMOJI = "\U0001f600"

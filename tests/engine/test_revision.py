@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 from engine.action import Action, JobContext
+from engine.devtools.testing import ActionHarness
 from engine.machine import JobState
 from engine.outcomes import ActionOutcome, Done, InProgress
-from engine.testing import ActionHarness
 from tests.e2e.conftest import invoke
 
 REVISION = "3f786850e387550fdab836ed7e6dc881de23001b"
