@@ -14,14 +14,14 @@ from engine.cli import _option
 
 
 @click.command()
-@click.option("--dir", "directory", default="cpworker-sandbox", show_default=True,
-              type=click.Path(file_okay=False), help="Where the sandbox's state database goes "
-              "(emptied first).")
+@click.option("--dir", "directory", default=None, type=click.Path(),
+              help="Where the sandbox's state database goes: a new or empty directory, or one "
+              "an earlier sandbox made (emptied). Default: a fresh temporary directory.")
 @click.option("--action", "action_names", multiple=True,
               help="Play this action's scenario (entry-point group cpworker.sandboxes); "
               "repeat; default: every installed one.")
 @click.pass_context
-def sandbox(ctx: click.Context, directory: str, action_names: tuple[str, ...]) -> None:
+def sandbox(ctx: click.Context, directory: str | None, action_names: tuple[str, ...]) -> None:
     """Emulators, the installed actions and the engine together: a demonstration in under a
     minute."""
     from pathlib import Path
@@ -36,9 +36,16 @@ def sandbox(ctx: click.Context, directory: str, action_names: tuple[str, ...]) -
             f"no sandbox scenario named {', '.join(unknown)}; installed: "
             f"{', '.join(sorted(installed)) or 'none'}", param_hint="--action")
     chosen = {name: installed[name] for name in (action_names or sorted(installed))}
-    if ctx.parent is not None and str(ctx.parent.params.get("log_level")).upper() == "INFO":
+    settings = ctx.find_root().obj or {}
+    if str(settings.get("log_level", "INFO")).upper() == "INFO":
         logging.getLogger().setLevel(logging.WARNING)  # the sandbox prints its own progress
-    ctx.exit(run_sandbox(Path(directory).resolve(), click.echo, chosen))
+    if directory is None:
+        import tempfile
+
+        directory = tempfile.mkdtemp(prefix="cpworker-sandbox-")
+    where = Path(directory).resolve()
+    click.echo(f"{'sandbox directory':<23}{where}")
+    ctx.exit(run_sandbox(where, click.echo, chosen))
 
 
 # --- emulator -----------------------------------------------------------------------------------

@@ -45,15 +45,35 @@ class _Started:
     execution: SandboxExecution
 
 
+MARKER = ".cpworker-sandbox"
+"""The file that says a directory is the sandbox's own: only such a directory is ever emptied."""
+
+
+def prepare_directory(directory: Path) -> None:
+    """Make `directory` the sandbox's: created, or empty, or made by an earlier sandbox (then
+    emptied). Anything else is refused untouched: a --dir typed by mistake must not cost the
+    user a folder."""
+    if directory.exists() and not directory.is_dir():
+        raise ConfigurationProblem(f"{directory} is a file, not a directory",
+                                   fix="give a new directory to --dir, or leave --dir out")
+    if directory.is_dir() and any(directory.iterdir()):
+        if not (directory / MARKER).is_file():
+            raise ConfigurationProblem(
+                f"{directory} is not empty and was not made by cpworker sandbox; it is left as "
+                "it is", fix="give a new or empty directory to --dir, or leave --dir out (a "
+                "fresh temporary directory is used)")
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / MARKER).write_text("made by cpworker sandbox: emptied by its next run\n")
+
+
 def run_sandbox(directory: Path, say: Callable[[str], None],
                 scenarios: Mapping[str, SandboxScenario], deadline: float = 90.0) -> int:
     """Returns 0 when every execution ended as its scenario says."""
     if not scenarios:
         raise ConfigurationProblem("no sandbox scenario is installed",
                                    fix="install an action that ships one (cpworker.sandboxes)")
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
+    prepare_directory(directory)
     db_path = directory / "state.db"
     seed = random.SystemRandom().randrange(2**31)  # fresh ids: never those of an earlier run
     installed = emulators()
