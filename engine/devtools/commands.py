@@ -7,10 +7,15 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from engine.cli import _option
+from engine.errors import ConfigurationProblem
+
+if TYPE_CHECKING:
+    from engine.devtools.emulator import EmulatorServer
 
 
 @click.command()
@@ -124,15 +129,19 @@ def emulator(host: str, port: int, ports_for: tuple[str, ...], ack_timeout: floa
         job_retention=None if job_retention < 0 else job_retention,
         max_batch_size=max_batch_size or None, seed=seed)
     with ExitStack() as stack:
-        cp_server = stack.enter_context(EmulatorServer(codepipeline, host, port))
+        cp_server = stack.enter_context(_listening(EmulatorServer(codepipeline, host, port),
+                                                   "--port"))
+        servers = []  # every one listening before anything is printed: a port in use is one line
+        for name, plugin in sorted(installed.items()):
+            app = plugin.build(SystemClock(), seed, options.get(name, {}))
+            servers.append((name, plugin, stack.enter_context(_listening(
+                EmulatorServer(app, host, int(ports.get(name, 0))), f"--port-for {name}=PORT"))))
         click.echo(f"CodePipeline job API emulator: {cp_server.url}  "
                    f"(admin: {cp_server.url}/_emulator/)")
         exports = [f"AWS_ENDPOINT_URL_CODEPIPELINE={cp_server.url}",
                    "AWS_ACCESS_KEY_ID=emulator AWS_SECRET_ACCESS_KEY=emulator",
                    "AWS_DEFAULT_REGION=us-east-1"]
-        for name, plugin in sorted(installed.items()):
-            app = plugin.build(SystemClock(), seed, options.get(name, {}))
-            server = stack.enter_context(EmulatorServer(app, host, int(ports.get(name, 0))))
+        for name, plugin, server in servers:
             click.echo(f"{plugin.title} emulator ({name}): {server.url}")
             exports.extend(f"{key}={value}"
                            for key, value in plugin.environment(server.url).items())
@@ -152,3 +161,14 @@ def emulator(host: str, port: int, ports_for: tuple[str, ...], ack_timeout: floa
         while not stopped.wait(1.0):
             pass
     click.echo("emulators stopped")
+
+
+def _listening(server: EmulatorServer, option: str) -> EmulatorServer:
+    """The server, listening; a port in use or a host not of this machine is one line."""
+    try:
+        return server.start()
+    except OSError as error:
+        raise ConfigurationProblem(
+            f"cannot listen on {server.address}: {error.strerror or error}",
+            fix=f"another program (another emulator?) may hold it: choose another port with "
+            f"{option} (0: any free port), or stop that program") from error

@@ -158,3 +158,16 @@ def test_the_command_line_beats_the_variable_wherever_the_option_stands(
         result = cpworker(*args, env=elsewhere)
         assert result.returncode == 0 and "job-1" in result.stdout, result.stderr
     assert "no state database" in one_line(cpworker("jobs", env=elsewhere))
+
+
+def test_an_emulator_on_a_port_in_use_is_one_line() -> None:
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        line = one_line(cpworker("emulator", "--port", str(port)))
+        assert f"cannot listen on 127.0.0.1:{port}" in line and "--port" in line
+        travis = one_line(cpworker("emulator", "--port", "0", "--port-for", f"travis={port}"))
+        assert "--port-for travis=PORT" in travis

@@ -426,6 +426,12 @@ class EmulatorServer:
         return int(self._server.server_address[1])
 
     @property
+    def address(self) -> str:
+        """Where it listens, or was asked to: host:port."""
+        port = self.port if self._server is not None else self._port
+        return f"{self._host}:{port}"
+
+    @property
     def url(self) -> str:
         host = self._host if ":" not in self._host else f"[{self._host}]"
         return f"http://{host}:{self.port}"
