@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 
 
 class Effects:
-    """Runs effects; holds no per-job state beyond the bounded secret vault."""
+    """Runs effects; holds no per-job state beyond the bounded secret vault and the bounded
+    memory of the submissions it called."""
 
     def __init__(
         self,
@@ -122,16 +123,19 @@ class Effects:
         if effect is Effect.EXPIRE:
             return Expired(polled=self.polled_since(job.action, call.since))
         report = call.report
-        if effect is Effect.REPORT_PROGRESS and report is not None:
-            return cp.report_progress(job.job_id, report.token, report.details,
-                                      call.maybe_landed)
-        if effect is Effect.REPORT_SUCCESS and report is not None:
-            return cp.report_success(job.job_id, report.details, report.output_variables,
-                                     call.maybe_landed)
-        if effect is Effect.REPORT_FAILURE and report is not None:
-            return cp.report_failure(job.job_id, report.failure_type,
-                                     self.vault.scrub(report.message), report.external_id,
-                                     call.maybe_landed)
+        if report is not None:
+            if effect is Effect.REPORT_PROGRESS:
+                return cp.report_progress(job.job_id, report.token, report.details,
+                                          call.maybe_landed)
+            if effect is Effect.REPORT_SUCCESS:
+                return cp.report_success(job.job_id, report.details, report.output_variables,
+                                         call.maybe_landed)
+            if effect is Effect.REPORT_FAILURE:
+                return cp.report_failure(job.job_id, report.failure_type,
+                                         self.vault.scrub(report.message), report.external_id,
+                                         call.maybe_landed)
+        if effect not in (Effect.SUBMIT, Effect.CHECK, Effect.CANCEL):
+            raise AssertionError(f"no executor for {call}")  # a report without its report
         action = self.actions[job.action]
         context = self._context(job, action, call)
         if isinstance(context, Rejected):
@@ -148,9 +152,7 @@ class Effects:
             return action.submit(context)
         if effect is Effect.CHECK:
             return action.check(context)
-        if effect is Effect.CANCEL:
-            return action.cancel(context)
-        raise AssertionError(f"no executor for {call}")
+        return action.cancel(context)
 
     def _secrets(self, job: Job) -> JobSecrets | RetryLater | Rejected:
         now = self.clock.now()

@@ -7,12 +7,12 @@ from typing import Any
 
 from engine.action import Action, JobContext
 from engine.clock import FakeClock
-from engine.decide import Call
+from engine.decide import Call, Report
 from engine.effects import Effects
 from engine.machine import Effect, JobState
-from engine.outcomes import ActionOutcome, Deferred, InProgress, RetryLater, RunDetails
+from engine.outcomes import ActionOutcome, Deferred, InProgress, Reported, RetryLater, RunDetails
 from engine.projection import Job
-from engine.secrets import SecretVault
+from engine.secrets import REDACTED, SecretVault
 from tests.actions.ledger import LedgerAction
 
 NOW = 1_800_000_000.0
@@ -124,3 +124,29 @@ class BlindAction(RemoteLedger):
 def test_an_action_without_find_is_not_asked() -> None:
     assert not effects(BlindAction(), FakeClock(NOW)).can_find("ledger")
     assert effects(RemoteLedger(), FakeClock(NOW)).can_find("ledger")  # the ledger can
+
+
+class RecordingCodePipeline:
+    """Takes every report and remembers its arguments."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, ...]] = []
+
+    def report_failure(self, *args: object) -> Reported:
+        self.calls.append(args)
+        return Reported()
+
+
+def test_a_report_is_sent_as_planned_its_message_scrubbed() -> None:
+    clock = FakeClock(NOW)
+    vault = SecretVault()
+    vault.put("j", {"Token": "ledger-secret-x"}, {"Token"}, None, clock.now())
+    cp = RecordingCodePipeline()
+    fake: Any = cp
+    runner = Effects(fake, {"ledger": RemoteLedger()}, vault, clock)
+    report = Report(failure_type="ConfigurationError", message="bad ledger-secret-x",
+                    external_id=None)
+    failing = Job(**{**submitted("worker-b").__dict__, "state": JobState.REPORTING_FAILURE})
+    outcome = runner.run(failing, Call(Effect.REPORT_FAILURE, maybe_landed=True, report=report))
+    assert isinstance(outcome, Reported)
+    assert cp.calls == [("j", "ConfigurationError", f"bad {REDACTED}", None, True)]
