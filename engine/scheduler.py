@@ -5,6 +5,10 @@ Ordering is the point: the events that lead to an effect are committed before th
 reported), and the outcomes of many effects are committed together, one transaction per round.
 The loop sleeps until the earliest due time or a wake-up; it never busy-waits.
 
+The scheduler decides nothing itself: for each claimed job engine.decide.plan says what to call
+(or what follows without a call), engine.effects performs it, and engine.decide.advance turns
+the outcome into events and the next row (engine.record), committed here.
+
 A round that fails (the database is away) loses nothing: the outcomes it took off the queue are
 kept and committed by the next round that can, and their jobs stay in flight, so nobody, this
 worker included, claims them again meanwhile. Only jobs of this worker's actions are claimed,
