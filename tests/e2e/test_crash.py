@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import random
 import signal
-import time
+import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.machine import JobState
 from engine.projection import Job
-from tests.e2e.conftest import E2E, Expect
+from tests.e2e.conftest import E2E, Expect, WorkerProcess, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -138,7 +140,25 @@ def test_killed_after_cancelling_a_run_out_of_time_it_still_fails_the_job_once(e
     assert "time budget of 1.5 s ran out; the external run was cancelled" in failure["message"]
 
 
+def events_recorded(db: Path) -> int:
+    """Events in the state database as another process sees them (0 before it exists)."""
+    try:
+        with closing(sqlite3.connect(db, timeout=10)) as conn:
+            return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    except sqlite3.OperationalError:  # no file or no table yet: the first worker migrates
+        return 0
+
+
+def _until_recorded(e2e: E2E, worker: WorkerProcess, target: int) -> None:
+    """Until the log holds `target` events, or the worker ended by itself."""
+    wait_until(f"event {target} to be recorded, or the worker's end",
+               lambda: events_recorded(e2e.db_path) >= target or worker.process.poll() is not None,
+               timeout=30.0)
+
+
 def test_random_sigkills_never_duplicate_a_run_or_a_result(e2e: E2E) -> None:
+    """Each worker is killed once it has recorded a seeded number of events (1 to 12), read from
+    the state database: the moment depends on the work done, not on how fast this machine is."""
     rng = random.Random(20261128)
     for outcome in ("pass", "pass", "fail", "error"):
         e2e.start(outcome, steps=12)
@@ -146,12 +166,17 @@ def test_random_sigkills_never_duplicate_a_run_or_a_result(e2e: E2E) -> None:
     for _ in range(12):
         if kills == 6 or not e2e.unfinished():
             break
+        before = events_recorded(e2e.db_path)
+        target = before + rng.randint(1, 12)
         worker = e2e.spawn(*PATIENT)
-        worker.wait_for_log("starting:")
-        time.sleep(rng.uniform(0.05, 0.35))
+        _until_recorded(e2e, worker, target)
         if worker.process.poll() is None and e2e.unfinished():
             worker.kill()
             assert worker.returncode == -signal.SIGKILL
+            # The kill's window: after the chosen event, before the executions were done.
+            assert events_recorded(e2e.db_path) >= target
+            with e2e.store() as store:
+                assert store.count_active(), "the kill came after the worker had finished"
             kills += 1
         else:
             assert worker.wait() == 0, worker.stderr[-4000:]
