@@ -17,7 +17,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from actions.travis import TravisAction
 from actions.travis.emulator import TravisEmulator
 from engine.devtools.emulator import CodePipelineEmulator, EmulatorServer
 from engine.devtools.testing import codepipeline_client
-from tests.e2e.conftest import REPO, WorkerProcess, is_final_result
+from tests.e2e.conftest import REPO, WorkerProcess, is_final_result, wait_until
 
 REPOS = [(f"acme/service-{n}", "passed" if n % 3 else "failed") for n in range(6)]
 EXECUTIONS_PER_REPO = 5
@@ -148,12 +149,18 @@ def test_thirty_travis_executions_survive_a_worker_killed_every_few_seconds(
     try:
         kills = 0
         while kills < KILLS and unfinished(codepipeline):
+            # Each worker lives until it has recorded a seeded number of events (about one to
+            # two seconds of this run's work), read from the log: never a wall-clock sleep.
+            target = events_recorded(tmp_path) + chance.randint(10, 60)
             worker = spawn(tmp_path, cp_url, travis_url, len(workers) + 1, until_idle=False)
             workers.append(worker)
-            time.sleep(chance.uniform(1.0, 2.0))
+            wait_until(f"event {target} to be recorded", _recorded_or_ended(tmp_path, worker,
+                                                                            target), 60.0)
             if worker.process.poll() is None:
                 worker.process.send_signal(signal.SIGKILL)
                 assert worker.process.wait(10) == -signal.SIGKILL
+                # The kill's window: after the chosen event, with executions still running.
+                assert events_recorded(tmp_path) >= target and unfinished(codepipeline)
                 kills += 1
         assert kills == KILLS, "the executions finished before the worker could be killed enough"
         finish(codepipeline, cp_url, travis_url, tmp_path, workers)
@@ -197,6 +204,20 @@ def test_a_worker_killed_right_after_its_travis_request_does_not_send_another(
         [sys.executable, "-m", "engine.cli", "--db", f"sqlite:///{tmp_path / 'state.db'}",
          "inspect", _first_job(tmp_path)],
         capture_output=True, text=True, timeout=30, cwd=REPO).stdout
+
+
+def events_recorded(directory: Path) -> int:
+    """Events in the state database as another process sees them (0 before it exists)."""
+    try:
+        with closing(sqlite3.connect(directory / "state.db", timeout=10)) as conn:
+            return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    except sqlite3.OperationalError:  # no file or no table yet: the first worker migrates
+        return 0
+
+
+def _recorded_or_ended(directory: Path, worker: WorkerProcess,
+                       target: int) -> Callable[[], bool]:
+    return lambda: events_recorded(directory) >= target or worker.process.poll() is not None
 
 
 def _first_job(directory: Path) -> str:
