@@ -16,6 +16,7 @@ from importlib.metadata import entry_points
 from importlib.resources import files
 from typing import Any, ClassVar
 
+from engine import defaults
 from engine.clock import Clock
 from engine.errors import ConfigurationProblem
 from engine.outcomes import JSON, ActionOutcome, Cancelled, RunDetails
@@ -193,7 +194,7 @@ class Action(ABC):
     """Seconds between checks of a running job; None: the engine's setting."""
     time_budget: float | None = None
     """Seconds an external run may take before it is cancelled and failed; None: the engine's."""
-    submit_grace: float = 30.0
+    submit_grace: float = defaults.SUBMIT_GRACE
     """Seconds a submit() call may run, and so land, after it started: at least its calls' own
     timeouts (and JobContext.deadline tells submit() when that time is up). A worker resuming
     another's submission waits until that worker's call window (recorded in the log) closed

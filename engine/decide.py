@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from tenacity import RetryCallState, Retrying, wait_exponential, wait_random
 
-from engine import limits
+from engine import defaults, limits
 from engine.degrade import smaller_report
 from engine.jobdata import encode_token
 from engine.machine import Effect, JobState, effect_of
@@ -45,7 +45,8 @@ from engine.projection import Job, NewEvent
 from engine.record import Recorded, record
 
 
-def tenacity_backoff(initial: float = 2.0, maximum: float = 300.0) -> Callable[[int], float]:
+def tenacity_backoff(initial: float = defaults.BACKOFF_INITIAL,
+                     maximum: float = defaults.BACKOFF_MAX) -> Callable[[int], float]:
     """Seconds to wait before attempt `n + 1`, from tenacity's exponential backoff with jitter."""
     wait = wait_exponential(multiplier=initial, max=maximum) + wait_random(0, initial)
     retrying = Retrying()
@@ -62,22 +63,22 @@ def tenacity_backoff(initial: float = 2.0, maximum: float = 300.0) -> Callable[[
 class Policy:
     """How patient the machine is. Defaults live in engine.defaults; the CLI can change each."""
 
-    check_interval: float = 30.0
-    max_attempts: int = 6
-    continuation_timeout: float = 900.0
-    time_budget: float = 23 * 3600.0
+    check_interval: float = defaults.CHECK_INTERVAL
+    max_attempts: int = defaults.MAX_ATTEMPTS
+    continuation_timeout: float = defaults.CONTINUATION_TIMEOUT
+    time_budget: float = defaults.TIME_BUDGET
     report_progress: bool = True
-    progress_interval: float = 300.0
+    progress_interval: float = defaults.PROGRESS_INTERVAL
     """Hand on at least this often while a run goes on: the console's summary stays fresh, and a
     stopped execution is noticed (its next report is refused) without waiting for the run's end."""
     backoff: Callable[[int], float] = field(default_factory=tenacity_backoff)
-    submit_window: float = 10.0
+    submit_window: float = defaults.SUBMIT_WINDOW
     """A submission's call must start within this many seconds of its window opening (the
     intent, a re-arm, a retry's due time), or it does not start at all: what bounds, from the
     log alone, when a dead worker's call could have gone out."""
-    submit_grace: float = 30.0
+    submit_grace: float = defaults.SUBMIT_GRACE
     """The action's submit_grace: how long after its start a submit call may still land."""
-    job_timeout: float = 24 * 3600.0
+    job_timeout: float = defaults.JOB_TIMEOUT
     """CodePipeline's timeout of a custom action's job (PROTOCOL A2: 24 h). Until it passes,
     CodePipeline may still take a result, so transient report failures are retried until then."""
 

@@ -58,6 +58,13 @@ SUBMIT_WINDOW = 10.0
 with the action's submit_grace it bounds when a dead worker's call can land, so a resuming
 worker waits at most window + grace, however often workers restart."""
 
+SUBMIT_GRACE = 30.0
+"""An action's submit_grace unless it sets its own (engine.action.Action): how long after it
+started a submit() call may still land. Per action, so not a flag of the worker's."""
+
+PER_ACTION = frozenset({"SUBMIT_GRACE"})
+"""The defaults above that an action sets for itself, not the worker's command line."""
+
 JOB_TIMEOUT = 24 * 3600.0
 """CodePipeline's timeout of a custom action's job: until then a result may still be accepted,
 so transient report failures are retried, never given up."""

@@ -15,6 +15,7 @@ import click
 import pytest
 
 from engine import defaults
+from engine.action import Action
 from engine.cli import main
 from engine.decide import Policy, tenacity_backoff
 from engine.scheduler import Scheduler
@@ -22,7 +23,10 @@ from engine.secrets import SecretVault
 from engine.store import open_store
 from engine.worker import Settings
 
-NAMED = {name: getattr(defaults, name) for name in dir(defaults) if name.isupper()}
+NAMED = {name: getattr(defaults, name) for name in dir(defaults)
+         if name.isupper() and name != "PER_ACTION"}
+WORKER = {name: value for name, value in NAMED.items() if name not in defaults.PER_ACTION}
+"""The worker's settings; the others are an action's, which it sets on its class."""
 
 FLAG_OF = {"DB_URL": "db"}
 """Defaults whose flag is not their own name in lower case."""
@@ -36,7 +40,7 @@ def _options() -> dict[str, click.Option]:
     return {str(name): option for name, option in found.items()}
 
 
-@pytest.mark.parametrize("name", sorted(NAMED))
+@pytest.mark.parametrize("name", sorted(WORKER))
 def test_each_default_is_a_flag_and_a_variable_with_the_same_value(name: str) -> None:
     option = _options().get(FLAG_OF.get(name, name.lower()))
     assert option is not None, f"defaults.{name} has no cpworker flag"
@@ -74,6 +78,7 @@ def test_constructors_take_the_named_defaults() -> None:
     vault = _defaults_of(SecretVault.__init__)
     assert (vault["capacity"], vault["max_age"]) == (defaults.SECRET_CACHE,
                                                      defaults.SECRET_MAX_AGE)
+    assert Action.submit_grace == Policy().submit_grace == defaults.SUBMIT_GRACE
     store = _defaults_of(open_store)
     assert (store["synchronous"], store["pool_size"]) == (defaults.SQLITE_SYNCHRONOUS,
                                                           defaults.DB_POOL_SIZE)
