@@ -2,8 +2,10 @@
 
 Everything is real: `cpworker run` processes, SQLite files or the throwaway PostgreSQL cluster,
 HTTP to the CodePipeline and Travis emulators on 127.0.0.1, the ledger's directory. Kill moments
-come from what the workers record (the start line a worker logs, then a seeded life of so many
-seconds) or from crash points, never from a sleep an assertion depends on. Every test prints its
+come from what the workers record (the start line a worker logs, then a seeded number of events
+it commits to the log) or from crash points, so a faster or slower machine kills at the same
+point of the work; only scenario g, whose premise is a restart period shorter than a grace in
+seconds, lives so many seconds. Every test prints its
 figures in one line (and appends them as JSON to $CPWORKER_CHAOS_REPORT when that is set).
 """
 
@@ -23,6 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import sqlalchemy as sa
 
 from actions.travis.emulator import TravisEmulator
 from engine.devtools.emulator import CodePipelineEmulator
@@ -185,6 +189,7 @@ class Chaos:
         """Workers that ended by themselves (neither killed nor stopped by the test): findings."""
         self._registered: set[str] = set()
         self._helpers: list[subprocess.Popen[bytes]] = []
+        self._counter: sa.Engine | None = None
 
     # --- CodePipeline's side ----------------------------------------------------------------
 
@@ -354,6 +359,18 @@ class Chaos:
                 return problems
             time.sleep(0.5)  # a job a killed worker polled comes back after the ack timeout
 
+    def events_by(self, worker_id: str) -> int | None:
+        """Events the worker has committed to the log (None: the database did not answer)."""
+        if self._counter is None:
+            self._counter = sa.create_engine(self.db_url, poolclass=sa.NullPool)
+        try:
+            with self._counter.connect() as conn:
+                found = conn.execute(sa.text("SELECT count(*) FROM events WHERE worker = :w"),
+                                     {"w": worker_id}).scalar()
+        except sa.exc.DBAPIError:  # locked, restarting, not migrated yet
+            return None
+        return int(found or 0)
+
     def helper(self, *args: str) -> subprocess.Popen[bytes]:
         """A process of the test's own (a lock holder), killed at teardown like the workers."""
         process = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,
@@ -371,6 +388,8 @@ class Chaos:
             if process.poll() is None:
                 process.kill()
                 process.wait(10)
+        if self._counter is not None:
+            self._counter.dispose()
 
     # --- the verdict --------------------------------------------------------------------------
 
@@ -473,31 +492,40 @@ def _final_problems(run: Run, final: Mapping[str, Any]) -> list[str]:
 
 
 class Rhythm:
-    """One worker slot: a worker is started, SIGKILLed a seeded 'life' after it logged its start,
-    and started again at once; a worker that ends by itself is noted and replaced."""
+    """One worker slot: a worker is started, SIGKILLed once it has lived a seeded 'life' after it
+    logged its start, and started again at once; a worker that ends by itself is noted and
+    replaced. A life is a number of events the worker commits to the log (`in_events`), or of
+    seconds."""
 
     STARTUP_LIMIT = 30.0
     """A worker that has not logged its start by then is killed (and counted) all the same."""
 
     def __init__(self, chaos: Chaos, label: str, kinds: Sequence[str],
                  life: Callable[[], float] | None, *flags: str,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, in_events: bool = False) -> None:
         self.chaos = chaos
         self.label = label
         self.kinds = tuple(kinds)
         self.life = life
-        """Seconds of life after the start line; None: never killed (a steady worker)."""
+        """The life after the start line; None: never killed (a steady worker)."""
+        self.in_events = in_events
         self.flags = flags
         self.env = env
         self.current: Proc | None = None
         self._spawned_at = 0.0
         self._kill_at: float | None = None
+        self._kill_after: int | None = None
+        """With in_events: kill once the current worker has committed this many events."""
         self.paused = False
 
     @classmethod
     def seeded(cls, chaos: Chaos, label: str, kinds: Sequence[str], low: float, high: float,
-               seed: int, *flags: str, env: Mapping[str, str] | None = None) -> Rhythm:
+               seed: int, *flags: str, env: Mapping[str, str] | None = None,
+               in_events: bool = False) -> Rhythm:
         rng = random.Random(seed)
+        if in_events:
+            return cls(chaos, label, kinds, lambda: rng.randint(int(low), int(high)), *flags,
+                       env=env, in_events=True)
         return cls(chaos, label, kinds, lambda: rng.uniform(low, high), *flags, env=env)
 
     def tick(self) -> None:
@@ -510,19 +538,38 @@ class Rhythm:
         if current is None:
             if not self.paused:
                 self.current = self.chaos.spawn(self.label, self.kinds, *self.flags, env=self.env)
-                self._spawned_at, self._kill_at = now, None
+                self._spawned_at, self._kill_at, self._kill_after = now, None, None
             return
         if self.life is None:
             return
-        if self._kill_at is None:
+        if self._kill_at is None and self._kill_after is None:
             if current.started():
-                self._kill_at = now + self.life()
+                if self.in_events:
+                    self._kill_after = int(self.life())
+                else:
+                    self._kill_at = now + self.life()
             elif now - self._spawned_at > self.STARTUP_LIMIT:
                 self._kill_at = now
-        if self._kill_at is not None and now >= self._kill_at:
-            self.chaos.kill(current)
-            self.current = None
-            self.tick()
+        if (self._kill_after is not None and self._lived(current, self._kill_after)) or (
+                self._kill_at is not None and now >= self._kill_at):
+            self._kill(current)
+
+    def _lived(self, proc: Proc, events: int) -> bool:
+        worker = proc.worker_id()
+        recorded = None if worker is None else self.chaos.events_by(worker)
+        return recorded is not None and recorded >= events
+
+    def _kill(self, proc: Proc) -> None:
+        self.chaos.kill(proc)
+        if self._kill_after is not None and proc.killed:
+            # The kill's window: after the worker's chosen event (what it committed stays).
+            worker = proc.worker_id()
+            recorded = None if worker is None else self.chaos.events_by(worker)
+            assert recorded is None or recorded >= self._kill_after, (
+                f"{self.label} worker killed after {recorded} events, before its "
+                f"{self._kill_after}th")
+        self.current = None
+        self.tick()
 
     def stop(self) -> int | None:
         """SIGTERM the current worker (the test's 'stop'); None when there is none."""
