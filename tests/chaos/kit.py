@@ -572,11 +572,17 @@ class Rhythm:
         self.tick()
 
     def stop(self) -> int | None:
-        """SIGTERM the current worker (the test's 'stop'); None when there is none."""
+        """SIGTERM the current worker (the test's 'stop'); None when there is none.
+
+        A worker restarted just before is first let log its start: SIGTERM before it has set
+        its handlers ends it by the signal's default (-15), which is no answer to a stop."""
         self.paused = True
         if self.current is None:
             return None
-        code = self.chaos.stop(self.current)
+        current = self.current
+        wait_for(f"the {self.label} worker to log its start",
+                 lambda: current.started() or not current.alive, self.STARTUP_LIMIT)
+        code = self.chaos.stop(current)
         self.current = None
         return code
 

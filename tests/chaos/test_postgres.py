@@ -1,12 +1,14 @@
 """Scenarios b and c: workers sharing one PostgreSQL (the suite's throwaway cluster).
 
-b. Three workers with different restart rhythms (one never killed, one killed 1-3 s and one 4-8 s
-   after each start), 50 executions, and PostgreSQL itself restarted with `pg_ctl restart -m fast`
+b. Three workers with different restart rhythms (one never killed, one killed once it has
+   committed 3-20 events and one 20-80 events after each start: about 1-3 s and 4-8 s of work on a
+   quick machine), 50 executions, and PostgreSQL itself restarted with `pg_ctl restart -m fast`
    once a third of them have ended. No worker may end because of the restart: every worker the
    test did not kill is alive afterwards and exits 0 when stopped. The time from the server
    being back to the next event committed is reported.
 c. Two workers with different action sets (the ledger, and the ledger under a second type) on one
-   database, each killed and restarted: neither touches the other's jobs.
+   database, each killed once it has committed 5-40 events and restarted: neither touches the
+   other's jobs.
 """
 
 from __future__ import annotations
@@ -49,8 +51,8 @@ def test_three_workers_keep_working_through_a_postgresql_restart(
     figures = Figures("b-postgres-restart")
     slots = [
         Rhythm(chaos, "steady", ["ledger"], None),
-        Rhythm.seeded(chaos, "quick", ["ledger"], 1.0, 3.0, SEED + 1),
-        Rhythm.seeded(chaos, "slow", ["ledger"], 4.0, 8.0, SEED + 2),
+        Rhythm.seeded(chaos, "quick", ["ledger"], 3, 20, SEED + 1, in_events=True),
+        Rhythm.seeded(chaos, "slow", ["ledger"], 20, 80, SEED + 2, in_events=True),
     ]
     counter = sa.create_engine(postgres_url, poolclass=sa.NullPool)
     problems: list[str] = []
@@ -135,8 +137,8 @@ def test_workers_of_different_actions_never_touch_each_others_jobs(
     chaos = make_chaos(postgres_url)
     chance = random.Random(SEED + 10)
     figures = Figures("c-action-sets")
-    slots = [Rhythm.seeded(chaos, "ledger", ["ledger"], 2.0, 5.0, SEED + 11),
-             Rhythm.seeded(chaos, "other", ["other-ledger"], 2.0, 5.0, SEED + 12)]
+    slots = [Rhythm.seeded(chaos, "ledger", ["ledger"], 5, 40, SEED + 11, in_events=True),
+             Rhythm.seeded(chaos, "other", ["other-ledger"], 5, 40, SEED + 12, in_events=True)]
     problems: list[str] = []
     total = 24
     try:
