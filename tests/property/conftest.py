@@ -2,7 +2,8 @@
 
 - `cpworker` (the default here): bounded so the whole directory takes well under a minute on a
   slow two-core machine; no per-example deadline (a loaded machine is not a failure).
-- `ci`: the same, derandomized, so a run in CI finds what the last one found and takes as long.
+- `ci` (the default when CI is true): the same, derandomized, so a CI run finds what the last one
+  found and takes as long; a change's own failure is not hidden behind another's random draw.
 - `thorough`: twenty times the examples, for a run on purpose (`HYPOTHESIS_PROFILE=thorough`).
 
 Tests that draw per state (parametrized over the working states) set fewer examples each.
@@ -20,7 +21,8 @@ settings.register_profile("ci", parent=settings.get_profile("cpworker"), derando
 settings.register_profile("thorough", parent=settings.get_profile("cpworker"),
                           max_examples=1000)
 
-PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "cpworker")
+_CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci" if _CI else "cpworker")
 settings.load_profile(PROFILE)
 
 

@@ -31,10 +31,17 @@ from hypothesis.stateful import (
 from engine.clock import FakeClock
 from engine.decide import Policy, step
 from engine.machine import FINAL, JobState, allowed_events, effect_of
-from engine.outcomes import Outcome, RetryLater
+from engine.outcomes import Acknowledged, Expired, Outcome, Reported, RetryLater
 from engine.projection import Event, Job, fold, project
 from tests.property.conftest import examples
-from tests.property.strategies import TEXT, histories, receivable
+from tests.property.strategies import (
+    CANCELLED,
+    DONE,
+    IN_PROGRESS,
+    TEXT,
+    histories,
+    receivable,
+)
 
 WORKER = "host:9:ffffff"
 
@@ -124,6 +131,19 @@ def test_a_streak_of_retries_ends_within_the_policys_limits(
     assert fold(history) == job
 
 
+GOING_WELL: dict[JobState, st.SearchStrategy[Outcome]] = {
+    JobState.ACQUIRED: st.just(Acknowledged()),
+    JobState.SUBMITTED: IN_PROGRESS,
+    JobState.RUNNING: IN_PROGRESS | DONE,
+    JobState.HANDING_ON: st.builds(Reported),
+    JobState.REPORTING_SUCCESS: st.builds(Reported),
+    JobState.REPORTING_FAILURE: st.builds(Reported),
+    JobState.AWAITING_CONTINUATION: st.builds(Expired, st.booleans()),
+    JobState.TIMING_OUT: CANCELLED,
+    JobState.CANCELLING: CANCELLED,
+}
+
+
 class JobLife(RuleBasedStateMachine):
     """One job from `acquired` on: each rule is an answer of its effect (any it can give, or a
     retry), the clock moving to the due time decided. Invariants: the row is the fold of the
@@ -173,6 +193,12 @@ class JobLife(RuleBasedStateMachine):
     @rule(data=st.data(), late=st.floats(0.0, 30.0))
     def effect_answers(self, data: st.DataObject, late: float) -> None:
         self._step(data.draw(receivable(self.row.state, self.clock.now())), late)
+
+    @precondition(lambda self: self.job is not None and self.row.state in GOING_WELL)
+    @rule(data=st.data(), late=st.floats(0.0, 30.0))
+    def effect_goes_well(self, data: st.DataObject, late: float) -> None:
+        """The answer that moves the job on: without it most lives end at the first refusal."""
+        self._step(data.draw(GOING_WELL[self.row.state]), late)
 
     @precondition(lambda self: self.job is not None and self.row.state in RETRYING)
     @rule(retry=RETRIES, late=st.floats(0.0, 5.0))
