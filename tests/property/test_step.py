@@ -134,10 +134,10 @@ def test_any_outcome_in_any_state_is_decided_or_refused_as_no_decision(
 
 
 EXPIRY_FALLBACK = (
-    "engine.scheduler._commit answers NoDecision with step(job, RetryLater(...)), which in "
-    "awaiting_continuation raises NoDecision again (_retry: nothing to retry there) and leaves "
-    "_commit; reachable only if the EXPIRE effect raised (Effects.run turns that into a "
-    "RetryLater), e.g. a polled_since that fails")
+    "engine.scheduler answers NoDecision with advance(job, RetryLater(...)) (what step wraps), "
+    "which in awaiting_continuation raises NoDecision again (_retry: nothing to retry there) "
+    "and leaves the commit; reachable only if the EXPIRE effect raised (Effects.run turns that "
+    "into a RetryLater), e.g. a polled_since that fails")
 
 
 @pytest.mark.parametrize("state", [
