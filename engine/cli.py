@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -62,8 +63,12 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except CpworkerError as error:
-            logging.getLogger("cpworker").debug("the detail behind the error", exc_info=True)
-            click.echo(f"cpworker: {error}", err=True)
+            said = logging.getLogger("cpworker")
+            said.debug("the detail behind the error", exc_info=True)
+            if isinstance(ctx.obj, dict) and ctx.obj.get("log_format") == "json":
+                said.error("cpworker: %s", error)  # in JSON mode every line is JSON
+            else:
+                click.echo(f"cpworker: {error}", err=True)
             ctx.exit(2)
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
@@ -243,6 +248,14 @@ def _store_for_run(ctx: click.Context, pool_size: int) -> Any:
          help="Secrets and artifact credentials older than this are fetched again (seconds).")
 @_option("--db-pool-size", env="DB_POOL_SIZE", default=defaults.DB_POOL_SIZE, type=COUNT,
          help="Database connections kept open by the worker.")
+@_option("--metrics-port", env="METRICS_PORT", default=defaults.METRICS_PORT,
+         type=Count(0, 65535), help="Serve /metrics (Prometheus), /healthz and /readyz on this "
+         "port (0: any free port, logged); default: not served.")
+@_option("--metrics-host", env="METRICS_HOST", default=defaults.METRICS_HOST,
+         help="The metrics server's address (loopback unless a scraper elsewhere needs it).")
+@_option("--health-stale", env="HEALTH_STALE", default=defaults.HEALTH_STALE, type=INTERVAL,
+         help="/healthz fails when a loop completed no round, or the database did not answer, "
+         "for this long (seconds); keep it above --poll-interval.")
 @_option("--action", "action_names", env="ACTIONS", multiple=True,
          help="Action to run (entry-point name or module:Class); repeat; default: all installed.")
 @_option("--query-param", "query_params", env="QUERY_PARAMS", multiple=True,
@@ -256,13 +269,18 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
         continuation_timeout: float, time_budget: float, shutdown_grace: float,
         report_progress: bool, progress_interval: float, submit_window: float, lease: float,
         job_timeout: float, claim_depth: int, secret_cache: int, secret_max_age: float,
-        db_pool_size: int, action_names: tuple[str, ...],
+        db_pool_size: int, metrics_port: int | None, metrics_host: str, health_stale: float,
+        action_names: tuple[str, ...],
         query_params: tuple[str, ...], endpoint_url: str | None, region: str | None) -> None:
     """Poll CodePipeline and work jobs, resuming whatever the log says is unfinished."""
     from engine.action import available_actions, load_action
     from engine.codepipeline import CodePipeline
     from engine.worker import Settings, Worker
 
+    if health_stale <= poll_interval:
+        raise click.BadParameter(
+            f"must be more than --poll-interval ({poll_interval:g} s), or /healthz fails "
+            "between two idle polls", param_hint="--health-stale")
     names = list(action_names) or sorted(available_actions())
     if not names:
         raise click.UsageError("no action is installed; pass --action module:Class")
@@ -280,19 +298,47 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
         shutdown_grace=shutdown_grace, report_progress=report_progress,
         progress_interval=progress_interval, submit_window=submit_window, lease=lease,
         job_timeout=job_timeout, claim_depth=claim_depth, secret_cache=secret_cache,
-        secret_max_age=secret_max_age, query=query,
+        secret_max_age=secret_max_age, health_stale=health_stale, query=query,
     )
     worker = Worker(_store_for_run(ctx, db_pool_size), CodePipeline(client), actions, settings)
     logs.scrub_with(worker.vault)
 
+    said = logging.getLogger("cpworker")
+    signals: list[int] = []
+
     def _stop(signum: int, _frame: FrameType | None) -> None:
-        click.echo(f"cpworker: {signal.Signals(signum).name} received, stopping", err=True)
-        worker.stop()
+        name = signal.Signals(signum).name
+        signals.append(signum)
+        if len(signals) == 1:
+            said.warning("%s received: stopping; running effects get %g s to finish (send it "
+                         "again to stop at once)", name, shutdown_grace)
+            worker.stop()
+            return
+        left = worker.scheduler.in_flight_ids()
+        shown = ", ".join(left[:20]) + (" ..." if len(left) > 20 else "")
+        said.warning("%s received again: stopping at once; %d job(s) resume at the next start "
+                     "from the log%s", name, len(left), f": {shown}" if left else "",
+                     extra={"resume": left})
+        logging.shutdown()
+        os._exit(128 + signum)
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-    ctx.exit(worker.run(until_idle=until_idle))
+    server = None
+    if metrics_port is not None:
+        from engine.health import HealthServer
+        from engine.metrics import METRICS
+
+        server = HealthServer(worker.health, METRICS, metrics_host, metrics_port).start()
+        said.info("metrics on %s/metrics, health on %s/healthz and %s/readyz", server.url,
+                  server.url, server.url, extra={"metrics_url": server.url})
+    try:
+        code = worker.run(until_idle=until_idle)
+    finally:
+        if server is not None:
+            server.close()
+    ctx.exit(code)
 
 
 @main.command()

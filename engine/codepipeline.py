@@ -24,9 +24,17 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    ReadTimeoutError,
+)
 
-from engine import limits
+from engine import limits, metrics
 from engine.outcomes import (
     JSON,
     Acknowledged,
@@ -127,6 +135,32 @@ def _transient(error: Exception) -> RetryLater | None:
     return None
 
 
+def explain(error: BaseException) -> str:
+    """A failed call to CodePipeline as one line for an operator: what happened, and the fix
+    that fits this error (not a generic one)."""
+    if isinstance(error, NoCredentialsError):
+        return ("no AWS credentials were found. Fix: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an instance or task role")
+    if isinstance(error, NoRegionError):
+        return "no AWS region is set. Fix: pass --region or set AWS_DEFAULT_REGION"
+    if isinstance(error, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)):
+        return (f"CodePipeline cannot be reached ({error}). Fix: check --endpoint-url (or "
+                "AWS_ENDPOINT_URL_CODEPIPELINE), the network and any proxy")
+    if isinstance(error, ClientError):
+        code = _code(error)
+        if code in _CALLER_REFUSED:
+            return (f"CodePipeline refused this worker's credentials or permissions "
+                    f"({_message(error)}). Fix: check the keys, and that the IAM policy allows "
+                    "codepipeline:PollForJobs and the other job calls (README, Running against "
+                    "real AWS)")
+        if code in _TRANSIENT:
+            return f"CodePipeline answered {_message(error)}; retried with backoff"
+        return f"CodePipeline refused the call ({_message(error)})"
+    if isinstance(error, BotoCoreError):
+        return f"the call to CodePipeline failed ({error})"
+    return f"{type(error).__name__}: {error}"
+
+
 def retry_of(error: ClientError | BotoCoreError, call: str) -> RetryLater:
     """A failed call that is not a report, as a retry: transient (throttling, 5xx, a lost
     connection, credentials refused) is retried by time; anything else CodePipeline refused is
@@ -143,6 +177,12 @@ class CodePipeline:
 
     def __init__(self, client: CodePipelineClient) -> None:
         self.client = client
+        # Every call counted by operation and outcome (engine.metrics), retries and all.
+        events = client.meta.events
+        events.register("after-call.codepipeline", metrics.boto_call_counter("codepipeline"),
+                        unique_id="cpworker-calls")
+        events.register("after-call-error.codepipeline",
+                        metrics.boto_error_counter("codepipeline"), unique_id="cpworker-errors")
 
     def poll(self, type_id: Mapping[str, str], max_batch: int,
              query: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
@@ -151,7 +191,9 @@ class CodePipeline:
         if query:
             kwargs["queryParam"] = dict(query)
         response = self.client.poll_for_jobs(**kwargs)
-        return [dict(job) for job in response.get("jobs", [])]
+        jobs = [dict(job) for job in response.get("jobs", [])]
+        metrics.POLL_BATCH.observe(len(jobs))
+        return jobs
 
     def acknowledge(self, job_id: str, nonce: str | None) -> Acknowledged | Refused | RetryLater:
         if not nonce:

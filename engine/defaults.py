@@ -74,6 +74,17 @@ DB_POOL_SIZE = 5
 scheduler's commits, the poller's intake, lease renewal and the occasional read; effects never
 touch the database, so more effect threads need no more connections."""
 
+HEALTH_STALE = 180.0
+"""Seconds a loop may go without completing a round, or the database without answering, before
+/healthz says the worker is not live: above the longest idle wait between polls (POLL_INTERVAL)
+plus one poll that waits out boto3's timeouts and retries."""
+
+METRICS_PORT: int | None = None
+"""Where /metrics, /healthz and /readyz are served; None: not at all (0: any free port)."""
+
+METRICS_HOST = "127.0.0.1"
+"""The metrics server's address: loopback unless a scraper on another host must reach it."""
+
 LEASE = 300.0
 """How long a claimed machine is held; effects time out well inside it."""
 

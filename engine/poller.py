@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from engine import defaults
 from engine.action import Action
 from engine.clock import Clock
-from engine.codepipeline import CodePipeline
+from engine.codepipeline import CodePipeline, explain
 from engine.errors import StoreUnavailable
 from engine.intake import Intake
 
@@ -37,6 +37,8 @@ class PollRound:
     errors: int
     full: bool = False
     """Some poll returned all it was asked for: CodePipeline probably holds more right now."""
+    problem: str | None = None
+    """The first failed poll of the round, said for an operator (engine.codepipeline.explain)."""
 
 
 class Poller:
@@ -90,6 +92,7 @@ class Poller:
         """
         found = new = errors = 0
         full = False
+        problem: str | None = None
         try:
             while self._unrecorded:
                 name, action, jobs = self._unrecorded[0]
@@ -108,10 +111,12 @@ class Poller:
                     jobs, asked = self._poll(name, type_id.to_api(), asked)
                 except (ClientError, BotoCoreError) as error:
                     errors += 1
-                    log.warning("PollForJobs for %s failed: %s", type_id, error)
+                    problem = problem or f"PollForJobs for {type_id}: {explain(error)}"
+                    log.warning("PollForJobs for %s failed: %s", type_id, explain(error))
                     continue
                 except Exception as error:  # an answer nobody expected: this type, this round
                     errors += 1
+                    problem = problem or f"PollForJobs for {type_id}: {explain(error)}"
                     log.error("PollForJobs for %s failed unexpectedly: %s: %s", type_id,
                               type(error).__name__, error)
                     continue
@@ -132,7 +137,7 @@ class Poller:
             if found:
                 self.on_jobs()  # even when the store failed midway: earlier jobs are recorded
         self.rounds += 1
-        self.last_round = PollRound(found, new, errors, full)
+        self.last_round = PollRound(found, new, errors, full, problem)
         return self.last_round
 
     def _poll(self, name: str, type_id: Mapping[str, str],

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from engine import crashpoints, defaults
+from engine import crashpoints, defaults, metrics
 from engine.clock import Clock
 from engine.decide import (
     UNKNOWN_HOLDER,
@@ -110,6 +110,12 @@ class Scheduler:
     def in_flight(self) -> int:
         with self._lock:
             return len(self._in_flight)
+
+    def in_flight_ids(self) -> list[str]:
+        """The jobs claimed and not yet committed: what resumes at the next start if the
+        process ends now."""
+        with self._lock:
+            return sorted(self._in_flight)
 
     def run_round(self, claim: bool = True) -> RoundStats:
         """Commit finished effects and claim the next due machines in one transaction, then
@@ -226,11 +232,19 @@ class Scheduler:
 
         def work() -> None:
             crashpoints.reached(f"before:{call.effect.value}")
+            started = self.clock.now()
+            if job.next_due_at is not None:
+                metrics.LATENESS.observe(max(0.0, started - job.next_due_at))
             # A submission that waited in the queue past its call window does not call out
             # (the window is what others wait out): decided again as the call starts.
-            late = submit_gate(job, self.clock.now(), self.policy_for(job.action), self.owner) \
+            late = submit_gate(job, started, self.policy_for(job.action), self.owner) \
                 if call.effect is Effect.SUBMIT and call.look is None else None
             outcome = late if late is not None else self.effects.run(job, call)
+            metrics.EFFECT_SECONDS.labels(call.effect.value, job.action,
+                                          type(outcome).__name__).observe(
+                max(0.0, self.clock.now() - started))
+            if isinstance(outcome, RetryLater):
+                metrics.RETRIES.labels(call.effect.value).inc()
             crashpoints.reached(f"after:{call.effect.value}")
             self._done.put((job, outcome))
             with self._lock:

@@ -15,22 +15,24 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 
-from engine import defaults
+from engine import defaults, metrics
 from engine.action import Action
 from engine.clock import Clock, SystemClock
 from engine.codepipeline import CodePipeline
 from engine.decide import Policy, tenacity_backoff
 from engine.effects import Effects
 from engine.errors import ConfigurationProblem, StoreFailure, StoreUnavailable
+from engine.health import Health
 from engine.intake import Intake
 from engine.poller import Poller
 from engine.projection import Event, Job
 from engine.scheduler import IDLE_WAIT, Scheduler
 from engine.secrets import SecretVault
-from engine.store import EventStore
+from engine.store import Change, EventStore
 from engine.store.sql import worker_id
 
 log = logging.getLogger("cpworker")
@@ -40,6 +42,13 @@ EXIT_PERMANENT = 2
 """A problem waiting cannot fix: a schema newer than this code, credentials refused."""
 EXIT_THREAD_DIED = 3
 """A loop thread died: exit so a supervisor restarts the whole worker, not half of it."""
+EXIT_NOT_POLLED = 4
+"""--until-idle: CodePipeline could not be polled (for some action), so "nothing to do" is not
+known: a cron job or a CI step must not go green."""
+IDLE_CONFIRMS = 3
+"""--until-idle: confirming polls that must fail in a row before the run exits EXIT_NOT_POLLED."""
+EXIT_GAVE_UP = 5
+"""--until-idle: this run gave up a job (a result it could not deliver), which needs a look."""
 
 
 class Episode:
@@ -98,6 +107,7 @@ class Settings:
     progress_interval: float = defaults.PROGRESS_INTERVAL
     submit_window: float = defaults.SUBMIT_WINDOW
     job_timeout: float = defaults.JOB_TIMEOUT
+    health_stale: float = defaults.HEALTH_STALE
     query: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
@@ -113,6 +123,12 @@ class Worker:
         self.store = store
         self.settings = settings or Settings()
         self.clock = clock or SystemClock()
+        self.health = Health(self.clock, self.settings.health_stale)
+        """Heartbeats of the loops and the database, for /healthz and /readyz."""
+        self._failed_confirms = 0
+        """--until-idle: confirming polls that failed in a row."""
+        self.given_up: list[str] = []
+        """Jobs this run gave up (a result it could not deliver): --until-idle says so."""
         self.actions = dict(actions)
         self.owner = worker_id()
         self.stop_event = threading.Event()
@@ -157,6 +173,11 @@ class Worker:
             batch=self.settings.poll_batch,
         )
         self._poll_lock = threading.Lock()
+        store.on_commit = self._committed
+        self.gauges = metrics.WorkerGauges(
+            in_flight=lambda: self.scheduler.in_flight,
+            leases_held=lambda: self.store.count_leased(self.owner),
+            jobs_by_state=lambda: self.store.count_by_state(list(self.actions)))
 
     def policy_for(self, action: str) -> Policy:
         return self._policies.get(action, self._default_policy)
@@ -171,13 +192,17 @@ class Worker:
 
     def poll_now(self) -> int:
         with self._poll_lock:
-            return self.poller.poll_once().found
+            last = self.poller.poll_once()
+        self.health.polled(last.problem if last.errors else None)
+        return last.found
 
     def run(self, until_idle: bool = False) -> int:
         """Run until stopped (or, with until_idle, until nothing is owed); returns an exit code."""
         code = self._supervised(self._start_up)
         if code is not None:
             return code
+        self.health.started()
+        metrics.METRICS.register(self.gauges)
         poller = threading.Thread(target=self._poll_loop, name="poller", daemon=True)
         poller.start()
         trouble = Episode("the state database", self.clock, 0.2, 10.0)
@@ -192,11 +217,16 @@ class Worker:
                     break
                 try:
                     self.scheduler.run_round()
+                    self.health.store_answered()
+                    self.health.beat("scheduler")
                     if until_idle and self._idle():
-                        log.info("nothing in flight and nothing to poll: exiting (--until-idle)")
+                        code = self._idle_exit()
                         break
                     self.scheduler.wait(IDLE_WAIT if not until_idle else 1.0)
                 except StoreUnavailable as error:
+                    self.health.store_failed(error)
+                    self.health.beat("scheduler")
+                    metrics.LOOP_ERRORS.labels("scheduler").inc()
                     self.clock.wait(self.stop_event, trouble.failed(error))
                     continue
                 except (StoreFailure, ConfigurationProblem) as error:
@@ -204,11 +234,14 @@ class Worker:
                     code = EXIT_PERMANENT
                     break
                 except Exception as error:  # a bug in a round must not end every job's worker
+                    self.health.beat("scheduler")
+                    metrics.LOOP_ERRORS.labels("scheduler").inc()
                     self.clock.wait(self.stop_event, failing.failed(error, traceback=True))
                     continue
                 trouble.over()
                 failing.over()
         finally:
+            self.health.stopping()
             self.stop_event.set()
             poller.join(timeout=self.settings.shutdown_grace)
             self.scheduler.drain(self.settings.shutdown_grace)
@@ -220,7 +253,34 @@ class Worker:
             except Exception:
                 left = "unfinished jobs"
             log.info("worker %s stopped; %s will resume at the next start", self.owner, left)
+            with suppress(KeyError):  # never registered: stopped before it started
+                metrics.METRICS.unregister(self.gauges)
         return code
+
+    def _idle_exit(self) -> int:
+        """--until-idle's exit code: 0 only when CodePipeline was polled and nothing was given
+        up, so a cron job or a CI step never goes green with nothing done."""
+        last = self.poller.last_round
+        if last is not None and last.errors:
+            problem = last.problem or "see the warnings above"
+            log.error("cpworker: CodePipeline could not be polled (%s); exiting %d with nothing "
+                      "known to be left to do", problem, EXIT_NOT_POLLED)
+            return EXIT_NOT_POLLED
+        if self.given_up:
+            shown = ", ".join(self.given_up[:10]) + (" ..." if len(self.given_up) > 10 else "")
+            log.error("cpworker: %d job(s) were given up by this run (a result CodePipeline "
+                      "would not take): %s; see `cpworker inspect <job>`; exiting %d",
+                      len(self.given_up), shown, EXIT_GAVE_UP)
+            return EXIT_GAVE_UP
+        log.info("nothing in flight and nothing to poll: exiting (--until-idle)")
+        return EXIT_OK
+
+    def _committed(self, changes: Sequence[Change], seconds: float) -> None:
+        for change in changes:
+            for event in change.events:
+                metrics.TRANSITIONS.labels(event.type).inc()
+        metrics.COMMIT_JOBS.observe(len(changes))
+        metrics.COMMIT_SECONDS.observe(seconds)
 
     def _start_up(self) -> None:
         released = self.store.release_dead_leases()
@@ -258,10 +318,13 @@ class Worker:
                 else:
                     with self._poll_lock:
                         last = self.poller.poll_once()
+                    self.health.polled(last.problem if last.errors else None)
                     delay = self.poller.next_interval(last)
                 trouble.over()
             except Exception as error:  # the poller never dies of one bad round
+                metrics.LOOP_ERRORS.labels("poller").inc()
                 delay = trouble.failed(error, traceback=not isinstance(error, StoreUnavailable))
+            self.health.beat("poller")
             self.clock.wait(self.stop_event, delay)
 
     def _idle(self) -> bool:
@@ -271,9 +334,20 @@ class Worker:
         # Nothing owed: confirm with a fresh poll that CodePipeline has nothing for us either.
         if self.poll_now():
             return False
+        last = self.poller.last_round
+        if last is not None and last.errors:
+            # A confirming poll that failed proves nothing: try again (one throttled answer
+            # must not fail a run), and give up only after a few failures in a row.
+            self._failed_confirms += 1
+            if self._failed_confirms < IDLE_CONFIRMS:
+                return False
+        else:
+            self._failed_confirms = 0
         return self.scheduler.in_flight == 0 and self.store.count_active(mine) == 0
 
     def _log_events(self, job: Job, events: list[Event]) -> None:
+        if any(e.type == "gave_up" for e in events):
+            self.given_up.append(job.job_id)
         if job.final:
             self.vault.forget(job.job_id)  # its secrets are needed no more: drop them now
         reasons = [str(e.data.get("reason") or e.data.get("error") or "") for e in events]

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from actions.travis import TravisAction
 from engine.devtools.emulator import CodePipelineEmulator, EmulatorServer
+from engine.devtools.testing import codepipeline_client
 from tests.devtools.conftest import REPO, subprocess_env
 
 
@@ -48,6 +50,9 @@ def test_the_worker_process_loads_no_dev_tool(
     tmp_path: Path, codepipeline_emulator: tuple[CodePipelineEmulator, EmulatorServer]
 ) -> None:
     _, server = codepipeline_emulator
+    # The Travis type registered, so the run polls it for real (an unknown type exits 4).
+    codepipeline_client(server.url).create_custom_action_type(
+        **TravisAction.definition().document)
     dump = tmp_path / "modules.json"
     env = {**subprocess_env(), "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}

@@ -175,7 +175,7 @@ def test_sigterm_stops_cleanly_and_a_restart_finishes_the_jobs(e2e: E2E) -> None
     worker.signal(signal.SIGTERM)
 
     assert worker.wait(20) == 0, worker.stderr[-4000:]
-    assert "cpworker: SIGTERM received, stopping" in worker.stderr
+    assert "SIGTERM received: stopping; running effects get 30 s to finish" in worker.stderr
     unfinished = re.search(r"stopped; (\d+) unfinished job\(s\) will resume", worker.stderr)
     assert unfinished and int(unfinished.group(1)) == 2, worker.stderr[-2000:]
     assert "Traceback" not in worker.stderr
@@ -195,3 +195,37 @@ def test_sigterm_stops_cleanly_and_a_restart_finishes_the_jobs(e2e: E2E) -> None
         assert e2e.run_file(execution)["checks"] == 12
         assert e2e.event_types(e2e.worker_jobs(execution)[-1].job_id).count(
             "continuation_resumed") == 1
+
+
+def test_a_second_signal_stops_at_once_and_every_line_stays_json(
+    e2e: E2E, silent_codepipeline: str
+) -> None:
+    """The first SIGINT waits for the poller, which hangs on a CodePipeline that never answers
+    (up to its read timeout); the second ends the process at once, saying so in JSON."""
+    worker = e2e.spawn("--log-format", "json", until_idle=False,
+                       env={"AWS_ENDPOINT_URL_CODEPIPELINE": silent_codepipeline})
+    worker.wait_for_log("starting")
+    worker.signal(signal.SIGINT)
+    worker.wait_for_log("SIGINT received: stopping")
+    worker.signal(signal.SIGINT)
+    assert worker.wait(10) == 128 + signal.SIGINT, worker.stderr[-3000:]
+    lines = [json.loads(line) for line in worker.stderr.splitlines() if line.strip()]
+    said = [line["message"] for line in lines]
+    assert any(m.startswith("SIGINT received again: stopping at once; 0 job(s) resume at the "
+                            "next start") for m in said), said[-5:]
+    assert "Traceback" not in worker.stderr
+
+
+def test_until_idle_exits_5_when_this_run_gave_a_job_up(e2e: E2E) -> None:
+    """CodePipeline refuses every report, in every form: the job is given up, and a cron job or
+    CI step running `--until-idle` must not go green."""
+    execution = e2e.start("pass")
+    for operation in ("PutJobSuccessResult", "PutJobFailureResult"):
+        e2e.emulator.refuse(operation, "ValidationException", "refused by the test", None)
+    worker = e2e.run()
+    assert worker.returncode == 5, worker.stderr[-3000:]
+    (job,) = e2e.worker_jobs(execution)
+    assert job.state is JobState.ABANDONED and "gave_up" in e2e.event_types(job.job_id)
+    assert f"1 job(s) were given up by this run (a result CodePipeline would not take): " \
+           f"{job.job_id}" in worker.stderr
+    assert "Traceback" not in worker.stderr

@@ -171,3 +171,42 @@ def test_an_emulator_on_a_port_in_use_is_one_line() -> None:
         assert f"cannot listen on 127.0.0.1:{port}" in line and "--port" in line
         travis = one_line(cpworker("emulator", "--port", "0", "--port-for", f"travis={port}"))
         assert "--port-for travis=PORT" in travis
+
+
+LEDGER = "tests.actions.ledger:LedgerAction"
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
+     "CodePipeline cannot be reached"),
+    ({"AWS_EC2_METADATA_DISABLED": "true"}, "no AWS credentials were found. Fix: set "
+                                            "AWS_ACCESS_KEY_ID"),
+])
+def test_until_idle_without_codepipeline_exits_non_zero_and_says_why(
+    tmp_path: Path, env: dict[str, str], says: str
+) -> None:
+    """A cron job or a CI step must not go green when nothing could be polled."""
+    plain = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    plain.update({"AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+                  "AWS_DEFAULT_REGION": "us-east-1", **env})
+    result = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "--db", f"sqlite:///{tmp_path / 'state.db'}", "run",
+         "--until-idle", "--action", LEDGER, "--endpoint-url", "http://127.0.0.1:9"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**plain, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 4, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()
+    error = [line for line in last if "ERROR" in line]
+    assert len(error) == 1 and "CodePipeline could not be polled" in error[0], last
+    assert says in error[0] and "exiting 4" in error[0]
+
+
+def test_in_json_mode_a_mistake_is_a_json_line_too(tmp_path: Path) -> None:
+    import json
+
+    result = cpworker("--log-format", "json", "--db", f"sqlite:///{tmp_path / 'nope.db'}", "jobs")
+    assert result.returncode == 2 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    said = json.loads(line)
+    assert said["level"] == "error" and "there is no state database" in said["message"]

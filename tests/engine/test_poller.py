@@ -175,7 +175,7 @@ def test_a_refused_batch_size_is_halved_at_once_and_said_once(
                 second = poller.poll_once()
             assert (first.found, first.errors, second.found) == (2, 0, 2)  # 10, 5 refused
             assert emulator.call_counts()["PollForJobs"] == 3 + 1
-            warnings = [r.getMessage() for r in caplog.records]
+            warnings = [r.getMessage() for r in caplog.records if r.name == "engine.poller"]
             assert warnings == [
                 "PollForJobs for ledger refused maxBatchSize=10 with ValidationException (1 "
                 "validation error detected: Value '5' at 'maxBatchSize' failed to satisfy "
