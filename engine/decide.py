@@ -548,6 +548,22 @@ _EXHAUSTED_BY_STATE = {
 }
 
 
+def _expiry_failed(job: Job, outcome: RetryLater, now: float, policy: Policy) -> NewEvent:
+    """The continuation timer's check failed (it does no I/O of its own, so only a bug or a
+    failing lookup of the poller's health gets here): look again later, as when CodePipeline
+    could not be polled, until CodePipeline's job timeout makes the wait pointless."""
+    if now >= job.created_at + policy.job_timeout:
+        return NewEvent("continuation_missing", {
+            "reason": f"the wait for the continuation job could not be checked ({outcome.reason})"
+            f" and CodePipeline's job timeout of {_duration(policy.job_timeout)} has passed; "
+            "the execution is given up"})
+    return NewEvent("continuation_postponed", {
+        "reason": f"the wait for the continuation job could not be checked ({outcome.reason}); "
+        "looking again later",
+        "due_at": now + min(policy.check_interval, policy.continuation_timeout),
+    })
+
+
 def _deadline(job: Job, policy: Policy) -> float | None:
     """Until when retrying the state's effect can still matter (None: bounded by attempts)."""
     if job.state in (JobState.SUBMITTED, JobState.RUNNING):
@@ -569,6 +585,8 @@ def _retry(job: Job, outcome: RetryLater, now: float, policy: Policy,
     a late result, never a wrong one. Other failures also end after `max_attempts`.
     """
     effect = effect_of(job.state)
+    if job.state is JobState.AWAITING_CONTINUATION:
+        return [_expiry_failed(job, outcome, now, policy)]
     if effect is None or job.state not in _EXHAUSTED_BY_STATE:
         raise NoDecision(f"job {job.job_id}: nothing to retry in state {job.state.value!r}")
     attempt = job.attempt + 1 if outcome.counted else job.attempt

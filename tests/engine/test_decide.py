@@ -423,3 +423,20 @@ def test_a_job_codepipeline_forgot_is_recorded_as_over_without_retries(state: Jo
     events, after = step(job(state), gone, NOW, POLICY)
     assert types(events) == ["job_rejected"] and after.state is JobState.ABANDONED
     assert after.reason == gone.reason and after.next_due_at is None
+
+
+def test_a_failed_expiry_check_postpones_the_wait_and_ends_with_the_job_timeout() -> None:
+    """Found by tests/property: the scheduler answers an outcome with no rule by a RetryLater,
+    which in awaiting_continuation had no rule either and escaped the commit."""
+    waiting = Job(job_id="j", state=JobState.AWAITING_CONTINUATION, action="ledger",
+                  action_type="t", execution_id="x", created_at=0.0, updated_at=1.0, last_seq=6,
+                  next_due_at=900.0)
+    policy = Policy()
+    events, after = step(waiting, RetryLater("effect raised"), 1000.0, policy)
+    assert [e.type for e in events] == ["continuation_postponed"]
+    assert after.state is JobState.AWAITING_CONTINUATION and after.next_due_at == 1030.0
+    assert "effect raised" in str(events[0].data["reason"])
+    late = policy.job_timeout + 1
+    events, after = step(waiting, RetryLater("effect raised"), late, policy)
+    assert [e.type for e in events] == ["continuation_missing"]
+    assert after.state is JobState.CANCELLING

@@ -107,7 +107,6 @@ def test_step_decides_legally_on_every_outcome_the_state_can_be_handed(
 
 NO_FALLBACK = {
     JobState.ACKNOWLEDGED: "never a stored row: step() decides on through it, so no effect runs",
-    JobState.AWAITING_CONTINUATION: "see test_the_schedulers_fallback_is_decided_in_every_state",
 }
 """States where the scheduler's RetryLater in place of an outcome with no rule is not checked
 by the next test (and why)."""
@@ -133,18 +132,8 @@ def test_any_outcome_in_any_state_is_decided_or_refused_as_no_decision(
             assert_decided(history, job, RetryLater(str(refused)), now, policy)
 
 
-EXPIRY_FALLBACK = (
-    "engine.scheduler answers NoDecision with advance(job, RetryLater(...)) (what step wraps), "
-    "which in awaiting_continuation raises NoDecision again (_retry: nothing to retry there) "
-    "and leaves the commit; reachable only if the EXPIRE effect raised (Effects.run turns that "
-    "into a RetryLater), e.g. a polled_since that fails")
-
-
-@pytest.mark.parametrize("state", [
-    pytest.param(s, marks=pytest.mark.xfail(raises=NoDecision, strict=True,
-                                            reason=EXPIRY_FALLBACK))
-    if s is JobState.AWAITING_CONTINUATION else s
-    for s in WORKING if s is not JobState.ACKNOWLEDGED], ids=lambda s: s.value)
+@pytest.mark.parametrize("state", [s for s in WORKING if s is not JobState.ACKNOWLEDGED],
+                         ids=lambda s: s.value)
 @settings(max_examples=examples(5), phases=(Phase.explicit, Phase.reuse, Phase.generate))
 @given(data=st.data(), policy=POLICIES)
 def test_the_schedulers_fallback_is_decided_in_every_state(
