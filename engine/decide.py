@@ -175,9 +175,10 @@ def decide(
 
 
 def advance(job: Job, outcome: Outcome | None, now: float, policy: Policy,
-            worker: str = "") -> Recorded:
+            worker: str = "", took_over_from: str | None = None) -> Recorded:
     """decide(), then keep deciding through states that need no I/O: the events to append,
-    numbered and stamped (engine.record), and the row they lead to.
+    numbered and stamped (engine.record), and the row they lead to. `took_over_from`: see
+    engine.record.record.
 
     The row is what the store will hold once the events are appended, so the scheduler can
     plan the next effect without a read.
@@ -186,7 +187,7 @@ def advance(job: Job, outcome: Outcome | None, now: float, policy: Policy,
     pending: Outcome | None = outcome
     while True:
         more = record(current.job, decide(current.job, pending, now, policy, worker), now,
-                      worker)
+                      worker, took_over_from=None if current.events else took_over_from)
         current = Recorded(current.events + more.events, more.job, new=False)
         pending = None
         if effect_of(current.job.state) is not Effect.DECIDE:

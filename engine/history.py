@@ -17,13 +17,22 @@ from engine.machine import IllegalEvent, JobState, next_state, replay
 from engine.projection import Event, Job, fold
 from engine.store import EventStore
 
-_SHOWN_KEYS = ("reason", "error", "attempt", "effect", "nonce", "by", "note", "message", "ok")
+_SHOWN_KEYS = ("reason", "error", "attempt", "effect", "nonce", "by", "note", "message", "ok",
+               "took_over_from")
 
 
 def iso(at: float | None) -> str | None:
     if at is None:
         return None
     return datetime.fromtimestamp(at, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _seconds(value: float) -> str:
+    if value < 120:
+        return f"{value:.1f} s"
+    if value < 7200:
+        return f"{value / 60:.1f} min"
+    return f"{value / 3600:.1f} h"
 
 
 def key_data(event: Event) -> str:
@@ -42,7 +51,9 @@ def key_data(event: Event) -> str:
         if name in data and data[name] not in (None, ""):
             parts.append(f"{name}={data[name]}")
     if "due_at" in data:
-        parts.append(f"next={iso(float(data['due_at']))}")
+        wait = float(data["due_at"]) - event.at
+        parts.append(f"waits {_seconds(wait)}, until {iso(float(data['due_at']))}"
+                     if wait >= 0.5 else f"next={iso(float(data['due_at']))}")
     if data.get("armed_until") is not None:
         parts.append(f"calls until {iso(float(data['armed_until']))}")
     if data.get("holder"):
@@ -95,10 +106,7 @@ def timeline(store: EventStore, job: Job) -> str:
         worker: str | None = None
         for event in store.history(member.job_id):
             if event.worker and event.worker != worker:
-                if worker is None:
-                    lines.append(f"  worked by {event.worker}")
-                else:
-                    lines.append(f"  ~~ worker {event.worker} took over from {worker} ~~")
+                lines.append(_handover(worker, event))
                 worker = event.worker
             try:
                 state = next_state(state, event.type)
@@ -108,6 +116,20 @@ def timeline(store: EventStore, job: Job) -> str:
             lines.append(f"  {iso(event.at)}  {event.seq:>3}  {event.type:<22} {after:<22} "
                          f"{key_data(event)}".rstrip())
     return "\n".join(lines) + "\n"
+
+
+def _handover(before: str | None, event: Event) -> str:
+    """Who works the job from `event` on, and how it came to: the first worker, a takeover
+    (the previous holder's lease ran out: it died or hung), or workers sharing jobs."""
+    assert event.worker is not None
+    if before is None:
+        return f"  worked by {event.worker}"
+    gone = event.data.get("took_over_from")
+    if isinstance(gone, str) and gone:
+        return (f"  ~~ worker {event.worker} took over from {gone}, whose lease ran out "
+                "(it stopped, died or hung) ~~")
+    return (f"  -- continued by worker {event.worker} (after {before}: workers share the "
+            "jobs, each step by whoever claims it) --")
 
 
 @dataclass

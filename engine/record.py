@@ -27,12 +27,14 @@ class Recorded:
 
 
 def record(job: Job | None, decided: Iterable[NewEvent], now: float, worker: str | None,
-           job_id: str | None = None) -> Recorded:
+           job_id: str | None = None, took_over_from: str | None = None) -> Recorded:
     """Number `decided` after `job`'s last event, stamp them `now` by `worker`, fold them in.
 
-    `job` None: the job's first events, under `job_id`. Raises IllegalEvent (from the
-    projection) when the machine cannot accept an event, and ValueError when there is no event
-    or no job to record it for.
+    `job` None: the job's first events, under `job_id`. `took_over_from`: the worker whose
+    lease on the job ran out before `worker` claimed it (it died or hung), said on the first
+    event so that `inspect` tells a takeover from workers sharing jobs. Raises IllegalEvent
+    (from the projection) when the machine cannot accept an event, and ValueError when there
+    is no event or no job to record it for.
     """
     if job is None and job_id is None:
         raise ValueError("a job's first events need its job id")
@@ -42,7 +44,10 @@ def record(job: Job | None, decided: Iterable[NewEvent], now: float, worker: str
     stored: list[Event] = []
     for item in decided:
         seq += 1
-        event = Event(key, seq, item.type, now, item.data, worker=worker)
+        data = item.data
+        if took_over_from is not None and not stored:
+            data = {**data, "took_over_from": took_over_from}
+        event = Event(key, seq, item.type, now, data, worker=worker)
         row = project(row, event)
         stored.append(event)
     if row is None:

@@ -95,6 +95,9 @@ class Scheduler:
         self.wake = threading.Event()
         self._done: queue.SimpleQueue[tuple[Job, Outcome | None]] = queue.SimpleQueue()
         self._in_flight: set[str] = set()
+        self._took_over: dict[str, str] = {}
+        """Claimed jobs whose lease another worker still held (it stopped renewing): said on
+        the first event this worker records for them."""
         self._running = 0
         self._futures: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
@@ -155,8 +158,14 @@ class Scheduler:
         for job in claimed:
             if job.job_id in foreign:
                 continue
+            holder = holders.get(job.job_id, UNKNOWN_HOLDER)
+            if isinstance(holder, str) and holder not in (UNKNOWN_HOLDER, self.owner):
+                # A live worker renews its leases and clears them with each step: a lease
+                # still held by another means that worker stopped renewing (died or hung).
+                with self._lock:
+                    self._took_over[job.job_id] = holder
             planned = plan(job, self.clock.now(), self.policy_for(job.action), self.facts,
-                           holders.get(job.job_id, UNKNOWN_HOLDER), self.effects.called(job))
+                           holder, self.effects.called(job))
             if planned is None:
                 continue
             if isinstance(planned, NoCall):
@@ -202,11 +211,13 @@ class Scheduler:
         changes: list[Change] = []
         for job, outcome in outcomes:
             policy = self.policy_for(job.action)
+            with self._lock:
+                holder = self._took_over.get(job.job_id)
             try:
-                done = advance(job, outcome, now, policy, self.owner)
+                done = advance(job, outcome, now, policy, self.owner, holder)
             except NoDecision as error:
                 log.error("%s; the outcome is dropped and the job retried", error)
-                done = advance(job, RetryLater(str(error)), now, policy, self.owner)
+                done = advance(job, RetryLater(str(error)), now, policy, self.owner, holder)
             changes.append(Change(done.events, done.job, new=False))
         try:
             claimed = self.store.commit(changes, claim)
@@ -218,6 +229,9 @@ class Scheduler:
                             change.job.job_id)
             written = [c for c in changes if c not in lost]
             claimed = self.store.commit([], claim) if claim is not None else []
+        with self._lock:
+            for change in changes:  # said once it is in the log (or lost the race: moot)
+                self._took_over.pop(change.job.job_id, None)
         if written:
             crashpoints.reached("after_commit")
         if self.on_event is not None:

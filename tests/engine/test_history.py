@@ -30,11 +30,13 @@ def test_the_timeline_shows_where_another_worker_took_over(tmp_store: EventStore
         ("acquired", ACQUIRED, "host:1:aa"),
         ("acknowledged", {}, "host:1:aa"),
         ("submit_intended", {"worker": "host:1:aa"}, "host:1:aa"),
-        ("run_started", {"details": {"external_id": "run-9"}}, "host:2:bb"),
+        ("run_started", {"details": {"external_id": "run-9"},
+                         "took_over_from": "host:1:aa"}, "host:2:bb"),
     ])
     text = timeline(tmp_store, job)
     assert "worked by host:1:aa" in text
-    assert "~~ worker host:2:bb took over from host:1:aa ~~" in text
+    assert ("~~ worker host:2:bb took over from host:1:aa, whose lease ran out (it stopped, "
+            "died or hung) ~~") in text
     assert text.index("submit_intended") < text.index("took over") < text.index("run_started")
     assert "external_id=run-9" in text
     shown = inspect_json(tmp_store, job)
@@ -62,3 +64,20 @@ def test_replay_reports_what_the_machine_refuses_in_the_state_it_was_in(
     assert not report.ok and report.state == "acknowledged" and report.events == 3
     assert report.error is not None
     assert "'run_started' is not allowed in state 'acknowledged'" in report.error
+
+
+def test_workers_sharing_jobs_read_as_sharing_and_waits_say_how_long(
+    tmp_store: EventStore,
+) -> None:
+    job = write(tmp_store, [
+        ("acquired", ACQUIRED, "host:1:aa"),
+        ("acknowledged", {}, "host:2:bb"),
+        ("submit_intended", {"worker": "host:2:bb"}, "host:2:bb"),
+        ("attempt_failed", {"effect": "submit", "attempt": 1, "error": "HTTP 503",
+                            "due_at": T0 + 4 + 90.0}, "host:2:bb"),
+    ])
+    text = timeline(tmp_store, job)
+    assert ("-- continued by worker host:2:bb (after host:1:aa: workers share the jobs, each "
+            "step by whoever claims it) --") in text
+    assert "took over" not in text
+    assert "error=HTTP 503, attempt=1, effect=submit, waits 90.0 s, until 2027-01-15T08:01:34" in text

@@ -93,3 +93,30 @@ def test_closing_gives_back_the_leases_of_effects_that_never_started(tmp_path: P
     assert sorted(o is None for o in owners) == [False, True, True, True]
     action.release.set()
     store.close()
+
+
+def test_a_job_whose_holder_stopped_renewing_is_recorded_as_taken_over(tmp_path: Path) -> None:
+    """A live worker clears its lease with every step and renews it while it works: a lease
+    still held by another worker when this one claims the job means that worker died or hung,
+    and the first event this worker records says so (inspect shows a takeover, not sharing)."""
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}", synchronous="OFF")
+    first = Worker(store, InProcessCodePipeline(2), {"instant": InstantAction()},
+                   Settings(report_progress=False))
+    assert first.poll_now() == 2
+    ids = sorted(j.job_id for j in store.list_jobs())
+    # The first worker claims one job and is gone (its lease is left, already run out).
+    claimed = store.claim_due(time.time(), 1, first.owner, lease_for=-1.0)
+    assert [j.job_id for j in claimed] == [ids[0]] or [j.job_id for j in claimed] == [ids[1]]
+    taken = claimed[0].job_id
+    second = Worker(store, first.effects.codepipeline, {"instant": InstantAction()},
+                    Settings(report_progress=False))
+    for _ in range(3):
+        second.scheduler.run_round()
+        second.scheduler.drain(5.0)
+    notes = {job_id: [e.data.get("took_over_from") for e in store.history(job_id)]
+             for job_id in ids}
+    assert notes[taken][1] == first.owner  # the first event after the claim
+    assert [n for n in notes[taken] if n] == [first.owner]
+    other = next(i for i in ids if i != taken)
+    assert not any(notes[other])
+    store.close()
