@@ -80,4 +80,5 @@ def test_workers_sharing_jobs_read_as_sharing_and_waits_say_how_long(
     assert ("-- continued by worker host:2:bb (after host:1:aa: workers share the jobs, each "
             "step by whoever claims it) --") in text
     assert "took over" not in text
-    assert "error=HTTP 503, attempt=1, effect=submit, waits 90.0 s, until 2027-01-15T08:01:34" in text
+    assert ("error=HTTP 503, attempt=1, effect=submit, waits 90.0 s, "
+            "until 2027-01-15T08:01:34") in text
