@@ -343,7 +343,7 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
 
 @main.command()
 @click.argument("action_names", nargs=-1)
-@click.option("--dry-run", is_flag=True, help="Say what would be done; change nothing.")
+@_option("--dry-run", env="DRY_RUN", is_flag=True, help="Say what would be done; change nothing.")
 @_aws_options
 def register(action_names: tuple[str, ...], dry_run: bool, endpoint_url: str | None,
              region: str | None) -> None:
@@ -351,6 +351,7 @@ def register(action_names: tuple[str, ...], dry_run: bool, endpoint_url: str | N
     from botocore.exceptions import BotoCoreError, ClientError
 
     from engine.action import available_actions, load_action
+    from engine.codepipeline import explain
     from engine.registration import register as register_type
 
     names = list(action_names) or sorted(available_actions())
@@ -362,9 +363,9 @@ def register(action_names: tuple[str, ...], dry_run: bool, endpoint_url: str | N
         try:
             result = register_type(client, definition, dry_run=dry_run)
         except (ClientError, BotoCoreError) as error:
-            raise CpworkerError(f"registering {definition.type_id} failed: {error}",
-                                fix="check the AWS credentials, region and the "
-                                "codepipeline:CreateCustomActionType permission") from error
+            # The fix that fits this error (no credentials, unreachable, refused permission).
+            raise CpworkerError(f"registering {definition.type_id} failed: "
+                                f"{explain(error)}") from error
         click.echo(f"{result.type_id}: {result.status}")
 
 
@@ -372,8 +373,8 @@ def register(action_names: tuple[str, ...], dry_run: bool, endpoint_url: str | N
 
 
 @main.command()
-@click.option("--state", default=None, help="Only jobs in this state.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@_option("--state", env="JOBS_STATE", default=None, help="Only jobs in this state.")
+@_option("--json", "as_json", env="JSON", is_flag=True, help="One JSON document.")
 @click.pass_context
 def jobs(ctx: click.Context, state: str | None, as_json: bool) -> None:
     """List jobs from the projection."""
@@ -401,7 +402,7 @@ def jobs(ctx: click.Context, state: str | None, as_json: bool) -> None:
 
 @main.command()
 @click.argument("job")
-@click.option("--json", "as_json", is_flag=True,
+@_option("--json", "as_json", env="JSON", is_flag=True,
               help='{"job_id", "state", "events": [{"seq", "type", "at", "data"}]}')
 @click.pass_context
 def inspect(ctx: click.Context, job: str, as_json: bool) -> None:
@@ -418,8 +419,9 @@ def inspect(ctx: click.Context, job: str, as_json: bool) -> None:
 
 @main.command()
 @click.argument("job", required=False)
-@click.option("--all", "all_jobs", is_flag=True, help="Every job in the database.")
-@click.option("--json", "as_json", is_flag=True)
+@_option("--all", "all_jobs", env="REPLAY_ALL", is_flag=True,
+         help="Every job in the database.")
+@_option("--json", "as_json", env="JSON", is_flag=True, help="One JSON document.")
 @click.pass_context
 def replay(ctx: click.Context, job: str | None, all_jobs: bool, as_json: bool) -> None:
     """Fold recorded histories through the current machine; exit 1 on any problem."""
@@ -451,7 +453,8 @@ def replay(ctx: click.Context, job: str | None, all_jobs: bool, as_json: bool) -
          "(at least CodePipeline's 24 h job timeout).")
 @_option("--batch", env="PRUNE_BATCH", default=200, type=COUNT,
          help="Executions removed per transaction (a short hold of the writer's lock).")
-@click.option("--dry-run", is_flag=True, help="Count what would be removed; change nothing.")
+@_option("--dry-run", env="DRY_RUN", is_flag=True,
+         help="Count what would be removed; change nothing.")
 @click.pass_context
 def prune(ctx: click.Context, finished_before: str, batch: int, dry_run: bool) -> None:
     """Delete the events and rows of whole executions that ended long enough ago."""
@@ -469,9 +472,9 @@ def prune(ctx: click.Context, finished_before: str, batch: int, dry_run: bool) -
 
 
 @main.command()
-@click.option("--dry-run", is_flag=True,
-              help="Say what differs; change nothing (exit 1 if anything would change).")
-@click.option("--json", "as_json", is_flag=True)
+@_option("--dry-run", env="DRY_RUN", is_flag=True,
+         help="Say what differs; change nothing (exit 1 if anything would change).")
+@_option("--json", "as_json", env="JSON", is_flag=True, help="One JSON document.")
 @click.pass_context
 def rebuild(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
     """Recompute the jobs projection from the log and report every row that differed."""
@@ -500,8 +503,8 @@ def rebuild(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--format", "fmt", default="mermaid", type=click.Choice(["mermaid", "text"]),
-              show_default=True)
+@_option("--format", "fmt", env="DIAGRAM_FORMAT", default="mermaid",
+         type=click.Choice(["mermaid", "text"]))
 def diagram(fmt: str) -> None:
     """The job machine, drawn from its own definition."""
     from engine.machine import mermaid, text_diagram

@@ -19,12 +19,12 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@click.option("--dir", "directory", default=None, type=click.Path(),
-              help="Where the sandbox's state database goes: a new or empty directory, or one "
-              "an earlier sandbox made (emptied). Default: a fresh temporary directory.")
-@click.option("--action", "action_names", multiple=True,
-              help="Play this action's scenario (entry-point group cpworker.sandboxes); "
-              "repeat; default: every installed one.")
+@_option("--dir", "directory", env="SANDBOX_DIR", default=None, type=click.Path(),
+         help="Where the sandbox's state database goes: a new or empty directory, or one an "
+         "earlier sandbox made (emptied). Default: a fresh temporary directory.")
+@_option("--action", "action_names", env="SANDBOX_ACTIONS", multiple=True,
+         help="Play this action's scenario (entry-point group cpworker.sandboxes); repeat; "
+         "default: every installed one.")
 @click.pass_context
 def sandbox(ctx: click.Context, directory: str | None, action_names: tuple[str, ...]) -> None:
     """Emulators, the installed actions and the engine together: a demonstration in under a

@@ -210,3 +210,30 @@ def test_in_json_mode_a_mistake_is_a_json_line_too(tmp_path: Path) -> None:
     (line,) = result.stderr.strip().splitlines()
     said = json.loads(line)
     assert said["level"] == "error" and "there is no state database" in said["message"]
+
+
+def test_every_flag_of_every_command_has_its_variable() -> None:
+    import click
+
+    from engine.cli import main
+
+    ctx = click.Context(main)
+    missing = []
+    for name in main.list_commands(ctx):
+        command = main.get_command(ctx, name)
+        assert command is not None
+        missing += [f"{name} {p.opts[0]}" for p in command.params
+                    if isinstance(p, click.Option) and p.name != "help"
+                    and not (isinstance(p.envvar, str) and p.envvar.startswith("CPWORKER_"))]
+    assert missing == []
+
+
+def test_registering_without_credentials_says_the_fix_that_fits() -> None:
+    result = cpworker("register", "travis", "--region", "us-east-1", "--endpoint-url",
+                      "http://127.0.0.1:9", env={"AWS_EC2_METADATA_DISABLED": "true",
+                                                 "AWS_CONFIG_FILE": "/dev/null",
+                                                 "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+                                                 "AWS_ACCESS_KEY_ID": "",
+                                                 "AWS_SECRET_ACCESS_KEY": ""})
+    line = one_line(result)
+    assert "no AWS credentials were found. Fix: set AWS_ACCESS_KEY_ID" in line
