@@ -183,8 +183,12 @@ def advance(job: Job, outcome: Outcome | None, now: float, policy: Policy,
     The row is what the store will hold once the events are appended, so the scheduler can
     plan the next effect without a read.
     """
-    current = Recorded((), job, new=False)
-    pending: Outcome | None = outcome
+    first = record(job, decide(job, outcome, now, policy, worker), now, worker,
+                   took_over_from=took_over_from)
+    if effect_of(first.job.state) is not Effect.DECIDE:
+        return first  # the common case: one decision, no state that decides on by itself
+    current = Recorded(first.events, first.job, new=False)
+    pending: Outcome | None = None
     while True:
         more = record(current.job, decide(current.job, pending, now, policy, worker), now,
                       worker, took_over_from=None if current.events else took_over_from)

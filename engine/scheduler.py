@@ -162,8 +162,7 @@ class Scheduler:
             if isinstance(holder, str) and holder not in (UNKNOWN_HOLDER, self.owner):
                 # A live worker renews its leases and clears them with each step: a lease
                 # still held by another means that worker stopped renewing (died or hung).
-                with self._lock:
-                    self._took_over[job.job_id] = holder
+                self._took_over[job.job_id] = holder
             planned = plan(job, self.clock.now(), self.policy_for(job.action), self.facts,
                            holder, self.effects.called(job))
             if planned is None:
@@ -211,8 +210,8 @@ class Scheduler:
         changes: list[Change] = []
         for job, outcome in outcomes:
             policy = self.policy_for(job.action)
-            with self._lock:
-                holder = self._took_over.get(job.job_id)
+            # Read without the lock: a dict look-up is atomic, and only this thread writes it.
+            holder = self._took_over.get(job.job_id) if self._took_over else None
             try:
                 done = advance(job, outcome, now, policy, self.owner, holder)
             except NoDecision as error:
@@ -229,9 +228,10 @@ class Scheduler:
                             change.job.job_id)
             written = [c for c in changes if c not in lost]
             claimed = self.store.commit([], claim) if claim is not None else []
-        with self._lock:
-            for change in changes:  # said once it is in the log (or lost the race: moot)
-                self._took_over.pop(change.job.job_id, None)
+        if self._took_over:
+            with self._lock:
+                for change in changes:  # said once it is in the log (or lost the race: moot)
+                    self._took_over.pop(change.job.job_id, None)
         if written:
             crashpoints.reached("after_commit")
         if self.on_event is not None:
@@ -254,11 +254,10 @@ class Scheduler:
             late = submit_gate(job, started, self.policy_for(job.action), self.owner) \
                 if call.effect is Effect.SUBMIT and call.look is None else None
             outcome = late if late is not None else self.effects.run(job, call)
-            metrics.EFFECT_SECONDS.labels(call.effect.value, job.action,
-                                          type(outcome).__name__).observe(
-                max(0.0, self.clock.now() - started))
+            metrics.child(metrics.EFFECT_SECONDS, call.effect.value, job.action,
+                          type(outcome).__name__).observe(max(0.0, self.clock.now() - started))
             if isinstance(outcome, RetryLater):
-                metrics.RETRIES.labels(call.effect.value).inc()
+                metrics.child(metrics.RETRIES, call.effect.value).inc()
             crashpoints.reached(f"after:{call.effect.value}")
             self._done.put((job, outcome))
             with self._lock:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter as CountOf
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -276,9 +277,9 @@ class Worker:
         return EXIT_OK
 
     def _committed(self, changes: Sequence[Change], seconds: float) -> None:
-        for change in changes:
-            for event in change.events:
-                metrics.TRANSITIONS.labels(event.type).inc()
+        counted = CountOf(event.type for change in changes for event in change.events)
+        for event_type, count in counted.items():
+            metrics.child(metrics.TRANSITIONS, event_type).inc(count)
         metrics.COMMIT_JOBS.observe(len(changes))
         metrics.COMMIT_SECONDS.observe(seconds)
 
