@@ -17,8 +17,7 @@ from engine.machine import IllegalEvent, JobState, next_state, replay
 from engine.projection import Event, Job, fold
 from engine.store import EventStore
 
-_SHOWN_KEYS = ("reason", "error", "attempt", "effect", "nonce", "by", "note", "message", "ok",
-               "took_over_from")
+_SHOWN_KEYS = ("reason", "error", "attempt", "effect", "nonce", "by", "note", "message", "ok")
 
 
 def iso(at: float | None) -> str | None:
