@@ -13,6 +13,7 @@ which can look for its marker first, may decide to send it again.
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -28,6 +29,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 from actions.travis.errors import TravisError
 from actions.travis.settings import READ_TIMEOUT
 from engine import __version__
+from engine.metrics import outcome_of_status, record_call
 
 DEFAULT_API_URL = "https://api.travis-ci.com"
 USER_AGENT = f"cpworker/{__version__}"
@@ -174,12 +176,15 @@ class TravisClient:
               params: Mapping[str, str | int] | None = None,
               json: Any = None) -> dict[str, Any]:
         operation = f"{method} {path}"
+        counted = f"{method} {_template(path)}"
+        """The operation as metrics count it: a path template, never ids (engine.metrics)."""
         try:
             response = self.session.request(
                 method, endpoint.url + path, params=params, json=json, timeout=self.timeout,
                 headers={"Authorization": f"token {endpoint.token}"},
             )
         except requests.Timeout as error:
+            record_call("travis", counted, "unreachable")
             raise TravisError(operation, None, "timeout",
                               f"no answer from {endpoint.url} within {self.timeout[1]:g} s "
                               f"({type(error).__name__})") from None
@@ -197,11 +202,22 @@ class TravisClient:
                               f"{endpoint.url!r} cannot be called: {type(error).__name__}: "
                               f"{_snippet(str(error), 300)}", configuration="ApiUrl") from None
         except requests.RequestException as error:
+            record_call("travis", counted, "unreachable")
             # requests' text names host and path, never headers: safe to pass on.
             raise TravisError(operation, None, "connection_error",
                               f"cannot reach {endpoint.url}: {type(error).__name__}: "
                               f"{_snippet(str(error), 300)}") from None
+        record_call("travis", counted, outcome_of_status(response.status_code))
         return _decode(operation, response)
+
+
+def _template(path: str) -> str:
+    """'/repo/octo%2Fapp/requests/12' -> '/repo/{slug}/requests/{id}': few label values."""
+    return _IDS.sub("/{id}", _REPO.sub("/repo/{slug}", path))
+
+
+_REPO = re.compile(r"/repo/[^/]+")
+_IDS = re.compile(r"/\d+(?=/|$)")
 
 
 def _decode(operation: str, response: requests.Response) -> dict[str, Any]:

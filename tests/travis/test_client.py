@@ -15,6 +15,7 @@ from actions.travis import Endpoint, TravisClient, TravisError
 from actions.travis.client import parse_retry_after
 from actions.travis.emulator import TravisEmulator
 from engine.devtools.emulator import Response
+from engine.metrics import API_CALLS
 from tests.travis.conftest import BRANCH, SLUG, TOKEN, Wire, quick_client, travis_error
 
 
@@ -167,3 +168,30 @@ def test_one_session_is_reused_and_closed(client: TravisClient) -> None:
     assert isinstance(session, requests.Session) and client.session is session
     client.close()
     assert client.session is not session
+
+
+def _calls(operation: str, outcome: str) -> float:
+    return float(API_CALLS.labels("travis", operation, outcome)._value.get())
+
+
+def test_every_call_is_counted_by_path_template_and_outcome(
+    client: TravisClient, endpoint: Endpoint, travis: TravisEmulator
+) -> None:
+    """The action's calls beside CodePipeline's in /metrics: by operation (a path template,
+    never an id or a slug) and outcome, throttles apart."""
+    post = "POST /repo/{slug}/requests"
+    get = "GET /build/{id}"
+    before = (_calls(post, "ok"), _calls(get, "throttled"), _calls(get, "unreachable"))
+    client.create_request(endpoint, SLUG, BRANCH, "counted [cpworker:x]")
+    travis.faults.configure(throttle_rate=1.0)
+    with pytest.raises(TravisError):
+        client.get_build(endpoint, 500001)
+    travis.faults.configure(throttle_rate=0.0)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(TravisError):
+        quick_client().get_build(Endpoint(f"http://127.0.0.1:{port}", TOKEN), 7)
+    after = (_calls(post, "ok"), _calls(get, "throttled"), _calls(get, "unreachable"))
+    assert after[0] - before[0] == 1 and after[1] - before[1] == 1
+    assert after[2] - before[2] == 3  # a read is tried three times before it fails
