@@ -237,3 +237,19 @@ def test_registering_without_credentials_says_the_fix_that_fits() -> None:
                                                  "AWS_SECRET_ACCESS_KEY": ""})
     line = one_line(result)
     assert "no AWS credentials were found. Fix: set AWS_ACCESS_KEY_ID" in line
+
+
+@pytest.mark.parametrize("revision, says", [
+    ("9999", "newer than this cpworker"), ("0003", "older than this cpworker")])
+def test_a_reader_on_another_schema_says_what_to_do(
+    db: str, revision: str, says: str
+) -> None:
+    import sqlite3
+
+    path = db.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+    before = Path(path).read_bytes()
+    line = one_line(cpworker("--db", db, "jobs"))
+    assert f"at schema {revision}, {says}" in line and "Fix:" in line
+    assert Path(path).read_bytes() == before  # a reader migrates nothing
