@@ -150,6 +150,7 @@ def decide(
                 "reason": "CodePipeline could not be polled since the continuation job was due; "
                 "it may be waiting there, so the execution is not given up yet",
                 "due_at": now + min(policy.check_interval, policy.continuation_timeout),
+                "continuation_deadline": continuation_deadline(job),
             })]
         return [NewEvent("continuation_missing", {
             "reason": "CodePipeline sent no continuation job within "
@@ -328,8 +329,7 @@ def plan(job: Job, now: float, policy: Policy, facts: WorkerFacts,
     if effect is Effect.ACKNOWLEDGE:
         return Call(effect)
     if effect is Effect.EXPIRE:
-        return Call(effect, since=job.next_due_at if job.next_due_at is not None
-                    else job.updated_at)
+        return Call(effect, since=continuation_deadline(job))
     if effect in _REPORT_EFFECTS:
         # Written before this process started, or retried: an earlier call may have landed.
         maybe_landed = job.attempt > 0 or job.updated_at < facts.started_at
@@ -553,6 +553,17 @@ _EXHAUSTED_BY_STATE = {
 }
 
 
+def continuation_deadline(job: Job) -> float:
+    """When the continuation job was due: what a successful poll must come after before the
+    execution is given up. Kept across postponements (in the row's pending data), so a wait
+    postponed because CodePipeline could not be polled ends at the first poll after the
+    deadline, rather than needing a poll to start in the moment before each new check."""
+    kept = (job.pending or {}).get("continuation_deadline")
+    if isinstance(kept, (int, float)) and not isinstance(kept, bool):
+        return float(kept)
+    return job.next_due_at if job.next_due_at is not None else job.updated_at
+
+
 def _expiry_failed(job: Job, outcome: RetryLater, now: float, policy: Policy) -> NewEvent:
     """The continuation timer's check failed (it does no I/O of its own, so only a bug or a
     failing lookup of the poller's health gets here): look again later, as when CodePipeline
@@ -566,6 +577,7 @@ def _expiry_failed(job: Job, outcome: RetryLater, now: float, policy: Policy) ->
         "reason": f"the wait for the continuation job could not be checked ({outcome.reason}); "
         "looking again later",
         "due_at": now + min(policy.check_interval, policy.continuation_timeout),
+        "continuation_deadline": continuation_deadline(job),
     })
 
 

@@ -158,6 +158,9 @@ def _apply(values: dict[str, Any], event: Event) -> None:
             values["reason"] = data["reason"]
         if "by" in data:
             values["continued_by"] = data["by"]
+        if "continuation_deadline" in data:  # continuation_postponed: the wait's first end
+            values["pending"] = {**(values["pending"] or {}),
+                                 "continuation_deadline": data["continuation_deadline"]}
     if "armed_until" in data:  # submit_intended, submit_armed, a submit's attempt_failed
         values["intent_by"] = data.get("worker")
         values["armed_until"] = float(data["armed_until"])

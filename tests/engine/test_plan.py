@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from engine.decide import Call, NoCall, Policy, WorkerFacts, plan
+from engine.decide import Call, NoCall, Policy, WorkerFacts, plan, step
 from engine.jobdata import decode_token
 from engine.machine import Effect, JobState
-from engine.outcomes import Deferred, RetryLater
+from engine.outcomes import Deferred, Expired, RetryLater
 from engine.projection import Job
 
 NOW = 1_800_000_000.0
@@ -105,3 +105,22 @@ def test_steps_without_io_and_timers() -> None:
     expiry = call(plan(job(JobState.AWAITING_CONTINUATION, next_due_at=NOW - 5), NOW, POLICY,
                        ME))
     assert expiry == Call(Effect.EXPIRE, since=NOW - 5)
+
+
+def test_a_postponed_continuation_wait_still_counts_polls_from_its_first_deadline() -> None:
+    """Postponed because CodePipeline could not be polled, the wait ends at the first poll
+    after the continuation job was due, not after each postponement's own due time (a check
+    runs right at its due time, so no poll could ever start in between: a livelock)."""
+    deadline = NOW - 5.0
+    waiting = Job(job_id="j", state=JobState.AWAITING_CONTINUATION, action="ledger",
+                  action_type="Test/Custom/Ledger/1", execution_id="x", created_at=NOW - 60,
+                  updated_at=NOW - 20, last_seq=6, next_due_at=deadline)
+    first = plan(waiting, NOW, POLICY, ME)
+    assert isinstance(first, Call) and first.since == deadline
+    events, postponed = step(waiting, Expired(polled=False), NOW, POLICY)
+    assert [e.type for e in events] == ["continuation_postponed"]
+    assert postponed.next_due_at is not None and postponed.next_due_at > NOW
+    again = plan(postponed, postponed.next_due_at, POLICY, ME)
+    assert isinstance(again, Call) and again.since == deadline
+    events, twice = step(postponed, Expired(polled=False), postponed.next_due_at, POLICY)
+    assert plan(twice, NOW + 100, POLICY, ME) == Call(Effect.EXPIRE, since=deadline)
