@@ -223,7 +223,9 @@ class Worker:
                     if until_idle and self._idle():
                         code = self._idle_exit()
                         break
-                    self.scheduler.wait(IDLE_WAIT if not until_idle else 1.0)
+                    # Never longer than a third of --health-stale: a live loop must beat in time.
+                    self.scheduler.wait(min(IDLE_WAIT if not until_idle else 1.0,
+                                            self.settings.health_stale / 3))
                 except StoreUnavailable as error:
                     self.health.store_failed(error)
                     self.health.beat("scheduler")
