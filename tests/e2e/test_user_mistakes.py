@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -131,7 +132,9 @@ def test_the_read_commands_work_where_they_cannot_write(tmp_path: Path, db: str)
     """A copy on a read-only location (WAL mode, no -shm can be made): jobs, inspect and
     replay read it; the write commands say why they cannot."""
     user = "nobody" if os.geteuid() == 0 else None  # root may write anywhere
+    opened = _traversable(Path(sys.prefix), REPO) if user is not None else []
     if user is not None and cpworker("--version", user=user).returncode != 0:
+        _restore(opened)
         pytest.skip("the user nobody cannot run this checkout's Python")
     place = Path(tempfile.mkdtemp(prefix="cpworker-readonly-"))  # pytest's tmp is root-only
     shutil.copy(db.removeprefix("sqlite:///"), place / "state.db")
@@ -148,6 +151,25 @@ def test_the_read_commands_work_where_they_cannot_write(tmp_path: Path, db: str)
     finally:
         place.chmod(0o755)
         shutil.rmtree(place)
+        _restore(opened)
+
+
+def _traversable(*paths: Path) -> list[tuple[Path, int]]:
+    """Let other users pass through (o+x, never read) the directories above `paths`, as tox
+    makes .tox/ private: what is changed, to be put back."""
+    changed = []
+    for path in paths:
+        for directory in [path, *path.parents]:
+            mode = directory.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                directory.chmod(mode | stat.S_IXOTH)
+                changed.append((directory, mode))
+    return changed
+
+
+def _restore(changed: list[tuple[Path, int]]) -> None:
+    for directory, mode in reversed(changed):
+        directory.chmod(mode)
 
 
 def test_the_command_line_beats_the_variable_wherever_the_option_stands(
