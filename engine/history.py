@@ -26,6 +26,10 @@ def iso(at: float | None) -> str | None:
     return datetime.fromtimestamp(at, tz=timezone.utc).isoformat(timespec="milliseconds")
 
 
+_SHOWN_OUTPUTS = 5
+"""Output variables named in a timeline line; `inspect --json` has them all."""
+
+
 def _seconds(value: float) -> str:
     if value < 120:
         return f"{value:.1f} s"
@@ -46,6 +50,11 @@ def key_data(event: Event) -> str:
     report = data.get("report")
     if isinstance(report, Mapping) and report.get("failure_type"):
         parts.append(f"failure={report['failure_type']}")
+    variables = report.get("output_variables") if isinstance(report, Mapping) else None
+    if isinstance(variables, Mapping) and variables:
+        shown = [f"{name}={value}" for name, value in sorted(variables.items())[:_SHOWN_OUTPUTS]]
+        more = len(variables) - _SHOWN_OUTPUTS
+        parts.append("outputs " + ", ".join(shown) + (f" (+{more} more)" if more > 0 else ""))
     for name in _SHOWN_KEYS:
         if name in data and data[name] not in (None, ""):
             parts.append(f"{name}={data[name]}")

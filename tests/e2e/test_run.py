@@ -94,6 +94,8 @@ def _reading_commands_show_what_it_wrote(e2e: E2E, execution: Execution, worker:
     assert text.index(first.job_id) < text.index(last.job_id)
     for event_type in set(FIRST_JOB) | {"continuation_resumed", "run_succeeded"}:
         assert re.search(rf"^\s+\S+\s+\d+\s+{event_type}\s", text, re.MULTILINE), event_type
+    # The output variables the success reported (the ledger's RunId), as CodePipeline got them.
+    assert f"outputs RunId={e2e.run_file(execution)['run_id']}" in text
 
     replayed = e2e.cli_process("replay", "--all")
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr

@@ -82,3 +82,20 @@ def test_workers_sharing_jobs_read_as_sharing_and_waits_say_how_long(
     assert "took over" not in text
     assert ("error=HTTP 503, attempt=1, effect=submit, waits 90.0 s, "
             "until 2027-01-15T08:01:34") in text
+
+
+def test_the_timeline_shows_the_output_variables_a_success_reports(tmp_store: EventStore) -> None:
+    variables = {f"Var{n}": f"value-{n}" for n in range(7)}
+    job = write(tmp_store, [
+        ("acquired", ACQUIRED, "host:1:aa"),
+        ("acknowledged", {}, "host:1:aa"),
+        ("submit_intended", {"worker": "host:1:aa"}, "host:1:aa"),
+        ("run_succeeded", {"details": {"external_id": "run-9"},
+                           "report": {"details": None, "output_variables": variables}},
+         "host:1:aa"),
+    ])
+    text = timeline(tmp_store, job)
+    assert ("outputs Var0=value-0, Var1=value-1, Var2=value-2, Var3=value-3, Var4=value-4 "
+            "(+2 more)") in text
+    shown = inspect_json(tmp_store, job)
+    assert shown["events"][-1]["data"]["report"]["output_variables"] == variables
