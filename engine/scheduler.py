@@ -97,7 +97,8 @@ class Scheduler:
         self._in_flight: set[str] = set()
         self._took_over: dict[str, str] = {}
         """Claimed jobs whose lease another worker still held (it stopped renewing): said on
-        the first event this worker records for them."""
+        the first event this worker records for them. Only the round's thread (claims and
+        commits) touches it, so it needs no lock."""
         self._running = 0
         self._futures: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
@@ -210,8 +211,7 @@ class Scheduler:
         changes: list[Change] = []
         for job, outcome in outcomes:
             policy = self.policy_for(job.action)
-            # Read without the lock: a dict look-up is atomic, and only this thread writes it.
-            holder = self._took_over.get(job.job_id) if self._took_over else None
+            holder = self._took_over.get(job.job_id)
             try:
                 done = advance(job, outcome, now, policy, self.owner, holder)
             except NoDecision as error:
@@ -228,10 +228,8 @@ class Scheduler:
                             change.job.job_id)
             written = [c for c in changes if c not in lost]
             claimed = self.store.commit([], claim) if claim is not None else []
-        if self._took_over:
-            with self._lock:
-                for change in changes:  # said once it is in the log (or lost the race: moot)
-                    self._took_over.pop(change.job.job_id, None)
+        for change in changes if self._took_over else ():
+            self._took_over.pop(change.job.job_id, None)  # said (or lost the race: moot)
         if written:
             crashpoints.reached("after_commit")
         if self.on_event is not None:
