@@ -331,8 +331,10 @@ def plan(job: Job, now: float, policy: Policy, facts: WorkerFacts,
     if effect is Effect.EXPIRE:
         return Call(effect, since=continuation_deadline(job))
     if effect in _REPORT_EFFECTS:
-        # Written before this process started, or retried: an earlier call may have landed.
-        maybe_landed = job.attempt > 0 or job.updated_at < facts.started_at
+        # Written before this process started, retried, or taken from a holder whose lease ran
+        # out (it may have sent the report and died, or lost the database, before recording).
+        maybe_landed = (job.attempt > 0 or job.updated_at < facts.started_at
+                        or held_by not in (None, UNKNOWN_HOLDER, facts.worker))
         return Call(effect, maybe_landed=maybe_landed, report=_report(job, effect))
     can_find = facts.actions.get(job.action)
     if can_find is None:  # claims are filtered by action (engine.scheduler): a safety net

@@ -124,3 +124,18 @@ def test_a_postponed_continuation_wait_still_counts_polls_from_its_first_deadlin
     assert isinstance(again, Call) and again.since == deadline
     events, twice = step(postponed, Expired(polled=False), postponed.next_due_at, POLICY)
     assert plan(twice, NOW + 100, POLICY, ME) == Call(Effect.EXPIRE, since=deadline)
+
+
+def test_a_report_taken_from_a_holder_whose_lease_ran_out_may_have_landed() -> None:
+    """Seen in chaos b: a worker sent the success, lost the database before recording it, and a
+    peer that took the job over sent it again; CodePipeline's 'already has a result' must then
+    read as this job's own report landing, not as a refusal that abandons it."""
+    reporting = Job(job_id="j", state=JobState.REPORTING_SUCCESS, action="ledger",
+                    action_type="Test/Custom/Ledger/1", execution_id="x", created_at=NOW - 60,
+                    updated_at=NOW - 1, last_seq=5, next_due_at=NOW - 1,
+                    pending={"details": None, "output_variables": {}})
+    assert ME.started_at < reporting.updated_at
+    own = plan(reporting, NOW, POLICY, ME, held_by=None)
+    taken = plan(reporting, NOW, POLICY, ME, held_by="host:9:gone")
+    assert isinstance(own, Call) and not own.maybe_landed
+    assert isinstance(taken, Call) and taken.maybe_landed
