@@ -40,8 +40,6 @@ class LedgerAction(Action):
                 with open(ledger / "submissions.log", "a") as log:
                     log.write(f"{job.execution_id} {run['run_id']} {job.job_id}\n")
                 _write(run_file, run)
-            elif not run_file.exists():  # the earlier submit died between its two writes
-                _write(run_file, run)
         return InProgress(RunDetails(run["run_id"], "running", 0), {"run_id": run["run_id"]})
 
     def find(self, job: JobContext) -> ActionOutcome | None:
@@ -166,7 +164,13 @@ def land_due(ledger: Path, now: float, delay: float) -> None:
 
 
 def _earlier_run(ledger: Path, execution_id: str) -> dict[str, Any] | None:
-    """The run an earlier submit started: its file, or its log line if it died before the file."""
+    """The run an earlier submit started: its file, or its log line if it died before the file.
+
+    The log line is the run's start, so a run found only by its line gets its file here (call
+    with the ledger locked): whoever looks first, submit or find, completes the run, and a later
+    check never meets a started run without a file (CI: find() returned such a run and every
+    check after it raised FileNotFoundError).
+    """
     run_file = ledger / f"{execution_id}.json"
     if run_file.exists():
         found: dict[str, Any] = json.loads(run_file.read_text())
@@ -175,7 +179,9 @@ def _earlier_run(ledger: Path, execution_id: str) -> dict[str, Any] | None:
     for line in log.read_text().splitlines() if log.exists() else []:
         execution, run_id, _ = line.split()
         if execution == execution_id:
-            return {"run_id": run_id, "checks": 0, "cancelled": False}
+            started = {"run_id": run_id, "checks": 0, "cancelled": False}
+            _write(run_file, started)
+            return started
     return None
 
 
