@@ -22,7 +22,8 @@ def test_a_run_started_by_its_log_line_alone_is_found_and_checked(tmp_path: Path
     (tmp_path / "submissions.log").write_text("e-1 run-abc j-1\n")
     action = LedgerAction()
     found = action.find(_job(tmp_path, resumed=True))
-    assert isinstance(found, InProgress) and found.details.external_id == "run-abc"
+    assert isinstance(found, InProgress) and found.details is not None
+    assert found.details.external_id == "run-abc"
     outcome = action.check(_job(tmp_path, resumed=True))
     assert isinstance(outcome, Done) and outcome.details is not None
     assert outcome.details.external_id == "run-abc"
