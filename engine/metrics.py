@@ -51,6 +51,10 @@ RETRIES = Counter("cpworker_retries", "Effects that failed and were scheduled ag
 LOOP_ERRORS = Counter("cpworker_loop_errors",
                       "Rounds of a loop that failed (and were retried), by loop",
                       ["loop"], registry=METRICS)
+EVENTS = Counter("cpworker_events",
+                 "Messages of the CodePipeline events queue (engine.events), by what became of "
+                 "them (received, deleted, malformed, foreign, started, ended, kept, errors)",
+                 ["outcome"], registry=METRICS)
 
 
 _children: dict[tuple[object, tuple[str, ...]], Any] = {}
