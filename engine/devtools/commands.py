@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import sys
 import threading
@@ -15,7 +16,9 @@ from engine.cli import _option
 from engine.errors import ConfigurationProblem
 
 if TYPE_CHECKING:
-    from engine.devtools.emulator import EmulatorServer
+    from contextlib import ExitStack
+
+    from engine.devtools.emulator import CodePipelineEmulator, EmulatorServer
 
 
 @click.command()
@@ -96,9 +99,14 @@ def _pairs(given: tuple[str, ...], option: str, separator: str) -> list[tuple[st
 @_option("--seed", env="EMULATOR_SEED", default=None, type=int,
          help="Seed of ids, nonces and fault injection (default: a fresh one, so a restarted "
          "emulator never hands out ids a worker's database already holds).")
+@_option("--events-queue", env="EMULATOR_EVENTS_QUEUE", default=None,
+         help="NAME: create this SQS queue on a local moto server (pip install "
+         "'cpworker[emulator]') and publish CodePipeline's action events to it, as an "
+         "EventBridge rule with an SQS target would.")
 def emulator(host: str, port: int, ports_for: tuple[str, ...], ack_timeout: float,
              continuation_delay: float, job_timeout: float, job_retention: float,
-             max_batch_size: int, emulator_options: tuple[str, ...], seed: int | None) -> None:
+             max_batch_size: int, emulator_options: tuple[str, ...], seed: int | None,
+             events_queue: str | None) -> None:
     """Start the CodePipeline emulator and every installed action's emulator until
     interrupted."""
     import random
@@ -123,6 +131,9 @@ def emulator(host: str, port: int, ports_for: tuple[str, ...], ack_timeout: floa
             raise click.BadParameter(f"{name}={value}: not a port", param_hint="--port-for")
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
+    if events_queue is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,80}", events_queue):
+        raise click.BadParameter(f"{events_queue!r}: an SQS queue name is 1-80 letters, digits, "
+                                 "hyphens or underscores", param_hint="--events-queue")
 
     codepipeline = CodePipelineEmulator(
         ack_timeout=ack_timeout, continuation_delay=continuation_delay, job_timeout=job_timeout,
@@ -141,6 +152,8 @@ def emulator(host: str, port: int, ports_for: tuple[str, ...], ack_timeout: floa
         exports = [f"AWS_ENDPOINT_URL_CODEPIPELINE={cp_server.url}",
                    "AWS_ACCESS_KEY_ID=emulator AWS_SECRET_ACCESS_KEY=emulator",
                    "AWS_DEFAULT_REGION=us-east-1"]
+        if events_queue is not None:
+            exports.extend(_events_queue(stack, codepipeline, host, events_queue))
         for name, plugin, server in servers:
             click.echo(f"{plugin.title} emulator ({name}): {server.url}")
             exports.extend(f"{key}={value}"
@@ -161,6 +174,24 @@ def emulator(host: str, port: int, ports_for: tuple[str, ...], ack_timeout: floa
         while not stopped.wait(1.0):
             pass
     click.echo("emulators stopped")
+
+
+def _events_queue(stack: ExitStack, codepipeline: CodePipelineEmulator, host: str,
+                  name: str) -> list[str]:
+    """Start moto's SQS, create the queue, publish to it; the exports a worker needs."""
+    from engine.devtools.emulator._cp_events import LocalSqs
+
+    try:
+        sqs = stack.enter_context(LocalSqs(host, region=codepipeline.region))
+    except (RuntimeError, OSError) as error:
+        raise ConfigurationProblem(f"cannot start the events queue: {error}",
+                                   fix="pip install 'cpworker[emulator]', or leave out "
+                                   "--events-queue") from error
+    url = sqs.create_queue(name)
+    codepipeline.events.configure(queue_url=url)
+    stack.callback(codepipeline.events.close)
+    click.echo(f"Action events (EventBridge to SQS, on moto): {url}")
+    return [f"AWS_ENDPOINT_URL_SQS={sqs.endpoint}", f"CPWORKER_EVENTS_QUEUE={url}"]
 
 
 def _listening(server: EmulatorServer, option: str) -> EmulatorServer:

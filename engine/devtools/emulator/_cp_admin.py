@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from engine.devtools.emulator import _cp_events
 from engine.devtools.emulator._http import Request, Response
 
 if TYPE_CHECKING:
@@ -232,6 +233,8 @@ _ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("POST", "/refusals", _refuse),
         ("POST", "/faults", _set_faults),
         ("POST", "/clock/advance", _advance),
+        ("GET", "/events", _cp_events.admin_get),
+        ("POST", "/events", _cp_events.admin_set),
         ("POST", "/reset", _reset),
     ]
 ]

@@ -38,6 +38,7 @@ from engine.devtools.emulator._cp_action_types import (
     checked_configuration,
     parse_type,
 )
+from engine.devtools.emulator._cp_events import EventPublisher
 from engine.devtools.emulator._cp_jobs import (
     TERMINAL,
     Execution,
@@ -91,6 +92,9 @@ class CodePipelineEmulator:
     - `POST /_emulator/executions/{id}/tamper` {"configuration": {...}}: see tamper()
     - `GET|POST /_emulator/refusals` {"operation", "code", "message", "times"}: see refuse()
     - `POST /_emulator/clock/advance` {"seconds": 60} (only with a clock that has advance())
+    - `GET|POST /_emulator/events` {"queue_url": URL or null, "delay", "loss_rate",
+      "duplicate_rate", "abandoned_state"}: the action events published to an SQS queue, as
+      EventBridge would (see _cp_events; `events_queue_url` and `event_*` in the constructor)
     - `POST /_emulator/reset`
 
     Choices where AWS documents nothing (PROTOCOL.md part A, "NOT FOUND"):
@@ -135,6 +139,10 @@ class CodePipelineEmulator:
         job_retention: float | None = 3600.0,
         max_batch_size: int | None = None,
         length_unit: str = "utf16",
+        events_queue_url: str | None = None,
+        event_delay: float = 0.0,
+        event_loss_rate: float = 0.0,
+        event_duplicate_rate: float = 0.0,
     ) -> None:
         if not re.fullmatch(r"[0-9]{12}", account_id):
             raise ValueError(
@@ -166,6 +174,10 @@ class CodePipelineEmulator:
         self.credentials = credentials
         self.seed = seed
         self.faults = Faults(seed)
+        self.events = EventPublisher(
+            clock=self.clock, account_id=account_id, region=region, seed=seed,
+            queue_url=events_queue_url, delay=event_delay, loss_rate=event_loss_rate,
+            duplicate_rate=event_duplicate_rate)
         self._lock = threading.RLock()
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any] | None]] = {
             "CreateCustomActionType": lambda body: self._types.create(body),
@@ -360,6 +372,7 @@ class CodePipelineEmulator:
     def _finish(self, execution: Execution, status: ExecutionStatus, at: float) -> None:
         if execution.finished:
             return
+        self.events.action_changed(execution, status.value.upper(), at)  # SUCCEEDED, FAILED
         # "Stop and wait" lets the running action end, and the execution then reads Stopped.
         execution.status = (
             ExecutionStatus.STOPPED if execution.status is ExecutionStatus.STOPPING else status
@@ -632,6 +645,7 @@ class CodePipelineEmulator:
             )
             self._executions[execution.id] = execution
             job = self._new_job(execution, now, 0.0, None)
+            self.events.action_changed(execution, "STARTED", now)
             log.info("execution %s started; job %s queued", execution.id, job.id)
             return {
                 "pipelineExecutionId": execution.id,
@@ -670,6 +684,7 @@ class CodePipelineEmulator:
                         + (f" ({reason})" if reason else "")
                     )
             execution.abandoned = True
+            self.events.abandoned(execution, now)
             execution.status = ExecutionStatus.STOPPED
             execution.ended_at = now
             log.info("execution %s stopped and abandoned", execution.id)
@@ -747,3 +762,4 @@ class CodePipelineEmulator:
         with self._lock:
             self._clear()
             self.faults.clear(self.seed)
+            self.events.reset(self.seed)
