@@ -192,8 +192,9 @@ class EventsListener:
         retry_visibility: int = DEFAULT_RETRY_VISIBILITY,
         backoff: tuple[float, float] = DEFAULT_BACKOFF,
     ) -> None:
-        if not 0 <= wait_seconds <= MAX_WAIT_SECONDS:
-            raise ValueError(f"wait_seconds must be 0-{MAX_WAIT_SECONDS} (SQS's range), "
+        if not 1 <= wait_seconds <= MAX_WAIT_SECONDS:
+            # 0 (a short poll) is SQS's too, but would spin on an empty queue.
+            raise ValueError(f"wait_seconds must be 1-{MAX_WAIT_SECONDS} (a long poll), "
                              f"not {wait_seconds}")
         if not 0 <= retry_visibility <= 43200:
             raise ValueError(f"retry_visibility must be 0-43200 s (SQS's range), "

@@ -176,8 +176,10 @@ def test_parse_rejects_what_is_not_an_action_event(body: str, reason: str) -> No
 
 
 def test_the_listener_refuses_settings_outside_sqs_ranges(sqs: Any) -> None:
-    with pytest.raises(ValueError, match="wait_seconds must be 0-20"):
+    with pytest.raises(ValueError, match="wait_seconds must be 1-20"):
         listener(sqs, "http://127.0.0.1:1/q", Recorder(), wait_seconds=21)
+    with pytest.raises(ValueError, match="wait_seconds must be 1-20"):
+        listener(sqs, "http://127.0.0.1:1/q", Recorder(), wait_seconds=0)
     with pytest.raises(ValueError, match="backoff"):
         listener(sqs, "http://127.0.0.1:1/q", Recorder(), backoff=(0.0, 1.0))
 
