@@ -103,10 +103,18 @@ def _pairs(given: tuple[str, ...], option: str, separator: str) -> list[tuple[st
          help="NAME: create this SQS queue on a local moto server (pip install "
          "'cpworker[emulator]') and publish CodePipeline's action events to it, as an "
          "EventBridge rule with an SQS target would.")
+@_option("--s3-endpoint", env="EMULATOR_S3_ENDPOINT", default=None,
+         help="URL of an S3 to keep artifacts in (its credentials from the usual AWS "
+         "variables); default: a local moto server when moto is installed.")
+@_option("--credentials-ttl", env="EMULATOR_CREDENTIALS_TTL", default=900.0,
+         type=click.FloatRange(min=0),
+         help="Seconds a job's artifact credentials work (AWS documents no lifetime; the "
+         "Jenkins plugin says 15 minutes).")
 def emulator(host: str, port: int, ports_for: tuple[str, ...], ack_timeout: float,
              continuation_delay: float, job_timeout: float, job_retention: float,
              max_batch_size: int, emulator_options: tuple[str, ...], seed: int | None,
-             events_queue: str | None) -> None:
+             events_queue: str | None, s3_endpoint: str | None,
+             credentials_ttl: float) -> None:
     """Start the CodePipeline emulator and every installed action's emulator until
     interrupted."""
     import random
@@ -138,7 +146,8 @@ def emulator(host: str, port: int, ports_for: tuple[str, ...], ack_timeout: floa
     codepipeline = CodePipelineEmulator(
         ack_timeout=ack_timeout, continuation_delay=continuation_delay, job_timeout=job_timeout,
         job_retention=None if job_retention < 0 else job_retention,
-        max_batch_size=max_batch_size or None, seed=seed)
+        max_batch_size=max_batch_size or None, seed=seed, s3_endpoint=s3_endpoint,
+        credentials_ttl=credentials_ttl)
     with ExitStack() as stack:
         cp_server = stack.enter_context(_listening(EmulatorServer(codepipeline, host, port),
                                                    "--port"))
@@ -154,6 +163,7 @@ def emulator(host: str, port: int, ports_for: tuple[str, ...], ack_timeout: floa
                    "AWS_DEFAULT_REGION=us-east-1"]
         if events_queue is not None:
             exports.extend(_events_queue(stack, codepipeline, host, events_queue))
+        exports.extend(_artifact_store(stack, codepipeline, cp_server.url))
         for name, plugin, server in servers:
             click.echo(f"{plugin.title} emulator ({name}): {server.url}")
             exports.extend(f"{key}={value}"
@@ -192,6 +202,26 @@ def _events_queue(stack: ExitStack, codepipeline: CodePipelineEmulator, host: st
     stack.callback(codepipeline.events.close)
     click.echo(f"Action events (EventBridge to SQS, on moto): {url}")
     return [f"AWS_ENDPOINT_URL_SQS={sqs.endpoint}", f"CPWORKER_EVENTS_QUEUE={url}"]
+
+
+def _artifact_store(stack: ExitStack, codepipeline: CodePipelineEmulator, url: str) -> list[str]:
+    """Start the artifact store's S3 (see _cp_s3), say where it is; the exports a worker needs.
+    Without one, say in one line how to get it."""
+    store = codepipeline.artifact_store
+    if store is None:
+        click.echo("Artifacts: locations only, nothing stored behind them (for real artifacts "
+                   "on S3: pip install 'cpworker[emulator]', or --s3-endpoint URL)")
+        return []
+    stack.callback(codepipeline.close)
+    try:
+        store.start()
+    except Exception as error:
+        raise ConfigurationProblem(f"cannot start the artifact store: {error}",
+                                   fix="check --s3-endpoint and its credentials, or leave it "
+                                   "out to use moto") from error
+    key = f", KMS key {store.kms_key_id}" if store.kms_key_id else ""
+    click.echo(f"S3 artifact store: {url}  (path-style, bucket {store.bucket}{key})")
+    return [f"AWS_ENDPOINT_URL_S3={url}"]
 
 
 def _listening(server: EmulatorServer, option: str) -> EmulatorServer:

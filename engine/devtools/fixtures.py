@@ -37,6 +37,7 @@ def codepipeline_emulator() -> Iterator[tuple[CodePipelineEmulator, EmulatorServ
     emulator = CodePipelineEmulator(continuation_delay=0.2, ack_timeout=5.0)
     with EmulatorServer(emulator) as server:
         yield emulator, server
+    emulator.close()
 
 
 @pytest.fixture(scope="session")

@@ -150,6 +150,7 @@ class ActionHarness:
         self.worker.scheduler.close()
         self.action.close()
         self.server.stop()
+        self.emulator.close()  # its artifact store's S3, if a test used artifacts
         self.store.close()
 
     def __enter__(self) -> ActionHarness:

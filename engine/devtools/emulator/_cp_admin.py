@@ -8,6 +8,8 @@ Routes map one to one onto CodePipelineEmulator's Python methods, so they are do
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -28,6 +30,7 @@ _START_KEYS = {
     "output_artifacts",
     "encryption_key",
     "revision",
+    "input_content",
 }
 
 
@@ -115,8 +118,42 @@ def _start(emulator: CodePipelineEmulator, request: Request, match: re.Match[str
         _typed(body, key, (int, list), "a count or a list of artifact names (input artifacts "
                'also as {"name", "revision"} objects)')
     kwargs = {k: v for k, v in body.items() if k not in ("action_type", "configuration")}
+    if "input_content" in body:
+        kwargs["input_content"] = _decoded(body["input_content"])
     started = emulator.start_execution(body["action_type"], configuration, **kwargs)
     return Response.json(201, started)
+
+
+def _decoded(content: Any) -> dict[str, bytes]:
+    """input_content: {"ArtifactName": "<base64 of the artifact's bytes>"}."""
+    if not isinstance(content, dict) or not all(isinstance(v, str) for v in content.values()):
+        raise _AdminError(400, 'input_content must be {"ArtifactName": "<base64 bytes>"}')
+    try:
+        return {name: base64.b64decode(value, validate=True) for name, value in content.items()}
+    except binascii.Error as error:
+        raise _AdminError(400, f"input_content holds something that is not base64: {error}"
+                          ) from None
+
+
+def _expire(emulator: CodePipelineEmulator, request: Request, match: re.Match[str]) -> Response:
+    body = _body(request, {"job_id"})
+    _typed(body, "job_id", (str,), "a job id")
+    return Response.json(200, {"expired": emulator.expire_credentials(body.get("job_id"))})
+
+
+def _artifact_store(emulator: CodePipelineEmulator, request: Request,
+                    match: re.Match[str]) -> Response:
+    store = emulator.artifact_store
+    if store is None:
+        return Response.json(200, {"enabled": False})
+    return Response.json(200, {"enabled": True, "bucket": store.bucket,
+                               "backendUrl": store.backend_url, "motoUrl": store.moto_url,
+                               "kmsKeyId": store.kms_key_id, "kmsKeyArn": store.kms_key_arn})
+
+
+def _artifact(emulator: CodePipelineEmulator, request: Request, match: re.Match[str]) -> Response:
+    data = emulator.artifact_bytes(match["id"], match["name"])
+    return Response(200, data, {"Content-Type": "application/octet-stream"})
 
 
 def _stop(emulator: CodePipelineEmulator, request: Request, match: re.Match[str]) -> Response:
@@ -224,6 +261,9 @@ _ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("GET", f"/executions/{_ID}", _execution),
         ("POST", f"/executions/{_ID}/stop", _stop),
         ("POST", f"/executions/{_ID}/tamper", _tamper),
+        ("GET", f"/executions/{_ID}/artifacts/(?P<name>[^/]+)", _artifact),
+        ("POST", "/credentials/expire", _expire),
+        ("GET", "/artifact-store", _artifact_store),
         ("GET", "/jobs", _jobs),
         ("GET", f"/jobs/{_ID}", _job),
         ("GET", "/action-types", _action_types),

@@ -97,10 +97,86 @@ class Job:
     completed_at: float | None = None
     status_reason: str = ""
     issued_credentials: list[dict[str, str]] = field(default_factory=list)
+    credentials_expire_at: dict[str, float] = field(default_factory=dict)
+    """When each set in issued_credentials stops working, by access key id."""
     results: list[dict[str, Any]] = field(default_factory=list)
 
 
-def job_data(job: Job, *, account_id: str, region: str, rng: random.Random) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Grant:
+    """What one set of artifact credentials may do, as the artifact store (_cp_s3) checks it:
+    CodePipeline scopes them to the job's artifact paths (PROTOCOL A3, [UG-TS])."""
+
+    job_id: str
+    pipeline_execution_id: str
+    secret_access_key: str
+    session_token: str
+    expires_at: float
+    readable: frozenset[str]
+    """Object keys of the input artifacts (GetObject, HeadObject)."""
+    writable: frozenset[str]
+    """Object keys of the output artifacts (PutObject and the multipart calls)."""
+    encryption_key: str | None
+
+
+class CredentialIssuer:
+    """Issues each job's artifact credentials and remembers them, so the artifact store can
+    tell whose they are and whether they still work.
+
+    Every set lasts `ttl` seconds from its issue (PROTOCOL A3: the lifetime is NOT FOUND in
+    AWS's docs; the AWS-authored Jenkins plugin says 15 minutes, hence 900 by default).
+    """
+
+    def __init__(self, rng: random.Random, ttl: float) -> None:
+        self._rng = rng
+        self.ttl = ttl
+        self._by_key: dict[str, Job] = {}
+
+    def issue(self, job: Job, now: float) -> dict[str, str]:
+        credentials = _issue_credentials(job, self._rng)
+        job.credentials_expire_at[credentials["accessKeyId"]] = now + self.ttl
+        self._by_key[credentials["accessKeyId"]] = job
+        return credentials
+
+    def expire(self, now: float, job: Job | None = None) -> int:
+        """Make every set issued so far (to `job` only, if given) stop working now; returns
+        how many sets were still valid."""
+        jobs = [job] if job is not None else list({id(j): j for j in self._by_key.values()}
+                                                   .values())
+        count = 0
+        for each in jobs:
+            for key, expires_at in each.credentials_expire_at.items():
+                if expires_at > now:
+                    count += 1
+                    each.credentials_expire_at[key] = now
+        return count
+
+    def grant(self, access_key_id: str) -> Grant | None:
+        """What the set with this key id may do; None when no job was ever given it."""
+        job = self._by_key.get(access_key_id)
+        if job is None:
+            return None
+        issued = next(c for c in job.issued_credentials if c["accessKeyId"] == access_key_id)
+        execution = job.execution
+        return Grant(
+            job_id=job.id,
+            pipeline_execution_id=execution.id,
+            secret_access_key=issued["secretAccessKey"],
+            session_token=issued["sessionToken"],
+            expires_at=job.credentials_expire_at[access_key_id],
+            readable=frozenset(object_key(a) for a in execution.input_artifacts),
+            writable=frozenset(object_key(a) for a in execution.output_artifacts),
+            encryption_key=execution.encryption_key,
+        )
+
+
+def object_key(artifact: Mapping[str, Any]) -> str:
+    """Where an artifact lives in the artifact bucket."""
+    return str(artifact["location"]["s3Location"]["objectKey"])
+
+
+def job_data(job: Job, *, account_id: str, region: str, issuer: CredentialIssuer,
+             now: float) -> dict[str, Any]:
     """JobData as AWS sends it: secrets in plain text and artifact credentials fresh per call."""
     execution = job.execution
     data: dict[str, Any] = {
@@ -118,7 +194,7 @@ def job_data(job: Job, *, account_id: str, region: str, rng: random.Random) -> d
         },
         "inputArtifacts": copy.deepcopy(execution.input_artifacts),
         "outputArtifacts": copy.deepcopy(execution.output_artifacts),
-        "artifactCredentials": _issue_credentials(job, rng),
+        "artifactCredentials": issuer.issue(job, now),
     }
     if job.continuation_token is not None:
         data["continuationToken"] = job.continuation_token
@@ -242,7 +318,15 @@ def job_view(job: Job, forgotten_at: float | None = None) -> dict[str, Any]:
     }
 
 
-def execution_view(execution: Execution) -> dict[str, Any]:
+def execution_view(execution: Execution,
+                   uploads: Mapping[str, dict[str, Any] | None] | None = None) -> dict[str, Any]:
+    """An execution for tests and the admin API. `uploads`: what reached each output
+    artifact's location, by artifact name (the artifact store's record; None: nothing)."""
+    outputs = []
+    for artifact in execution.output_artifacts:
+        shown = copy.deepcopy(artifact)
+        shown["upload"] = copy.deepcopy((uploads or {}).get(artifact["name"]))
+        outputs.append(shown)
     return {
         "id": execution.id,
         "actionExecutionId": execution.action_execution_id,
@@ -253,6 +337,8 @@ def execution_view(execution: Execution) -> dict[str, Any]:
         "stage": execution.stage,
         "action": execution.action,
         "inputArtifacts": copy.deepcopy(execution.input_artifacts),
+        "outputArtifacts": outputs,
+        "encryptionKey": execution.encryption_key,
         "startedAt": execution.started_at,
         "endedAt": execution.ended_at,
         "stopReason": execution.stop_reason,

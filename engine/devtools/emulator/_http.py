@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -70,6 +70,9 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False
     """No answer at all: the server resets the connection instead of sending this response."""
+    stream: Iterable[bytes] | None = None
+    """A body sent chunk by chunk instead of `body` (a large S3 object is never held whole);
+    its Content-Length is then in `headers`, and a HEAD answer sends only that."""
 
     @classmethod
     def dropped(cls) -> Response:
@@ -321,9 +324,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
+        if response.stream is None:
+            self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
-        if self.command != "HEAD":
+        if response.stream is not None:
+            try:
+                for chunk in response.stream if self.command != "HEAD" else ():
+                    self.wfile.write(chunk)
+            finally:
+                close = getattr(response.stream, "close", None)
+                if callable(close):
+                    close()
+        elif self.command != "HEAD":
             self.wfile.write(response.body)
 
     def _declared_length(self) -> int | None:

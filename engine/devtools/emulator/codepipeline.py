@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from engine.clock import Clock, SystemClock
-from engine.devtools.emulator import _cp_admin, _cp_model, _sigv4
+from engine.devtools.emulator import _cp_admin, _cp_model, _cp_s3, _sigv4
 from engine.devtools.emulator._aws_json import (
     ACCEPTED_CONTENT_TYPES,
     AwsError,
@@ -41,8 +41,10 @@ from engine.devtools.emulator._cp_action_types import (
 from engine.devtools.emulator._cp_events import EventPublisher
 from engine.devtools.emulator._cp_jobs import (
     TERMINAL,
+    CredentialIssuer,
     Execution,
     ExecutionStatus,
+    Grant,
     Job,
     JobStatus,
     artifacts,
@@ -72,6 +74,19 @@ class CodePipelineEmulator:
     PollForJobs, AcknowledgeJob, GetJobDetails, PutJobSuccessResult, PutJobFailureResult. Every
     request body is validated against botocore's model before anything else looks at it.
 
+    S3 side (any other path without X-Amz-Target, path-style `/<bucket>/<key>`, on this same
+    port): the artifact store (_cp_s3), when moto is installed (`pip install
+    'cpworker[emulator]'`) or `s3_endpoint` names an S3 to put behind it; otherwise artifacts
+    are locations only and S3 calls answer 501. Input artifacts are stored at their locations
+    (a zip naming the revision, or `input_content`); a worker reads them and writes its outputs
+    with the job's artifactCredentials (boto3: endpoint_url=<this URL>, path-style, s3v4),
+    which reach only that job's artifacts and last `credentials_ttl` seconds (900: PROTOCOL A3
+    finds no documented lifetime, the Jenkins plugin says 15 minutes). Uploads need
+    SSE-KMS, as the artifact bucket's policy demands; each execution's view shows what reached
+    its outputs (`outputArtifacts[].upload`: size, eTag, versionId, kmsKeyId, kmsKeyMatches,
+    puts, multipartUploads, jobIds). `artifact_store.kms_key_id` is a KMS key made in moto,
+    for start_execution(encryption_key=...); `artifact_store.moto_url` the moto server.
+
     Admin HTTP side (no SigV4, no faults; bodies and answers are JSON; snake_case keys mirror the
     Python methods; bad input answers 400 {"error": "..."}, unknown ids 404):
 
@@ -79,7 +94,8 @@ class CodePipelineEmulator:
     - `POST /_emulator/executions` {"action_type": "Test/Custom/Travis/1" or {...},
       "configuration": {...}, "pipeline_name", "stage", "action", "input_artifacts" (a count,
       names, or {"name", "revision"} objects), "output_artifacts", "encryption_key",
-      "revision"} -> 201 start_execution()'s answer
+      "revision", "input_content": {"ArtifactName": "<base64>"}} -> 201 start_execution()'s
+      answer
     - `GET  /_emulator/executions`, `GET /_emulator/executions/{id}`
     - `POST /_emulator/executions/{id}/stop` {"abandon": true, "reason": "..."} -> the execution
     - `GET  /_emulator/jobs[?status=Queued]` -> {"jobs": [...]}, `GET /_emulator/jobs/{id}`
@@ -95,6 +111,10 @@ class CodePipelineEmulator:
     - `GET|POST /_emulator/events` {"queue_url": URL or null, "delay", "loss_rate",
       "duplicate_rate", "abandoned_state"}: the action events published to an SQS queue, as
       EventBridge would (see _cp_events; `events_queue_url` and `event_*` in the constructor)
+    - `POST /_emulator/credentials/expire` {"job_id": optional} -> {"expired": n}: see
+      expire_credentials()
+    - `GET  /_emulator/artifact-store` -> {"enabled", "bucket", "kmsKeyId", "motoUrl", ...}
+    - `GET  /_emulator/executions/{id}/artifacts/{name}` -> the artifact's bytes
     - `POST /_emulator/reset`
 
     Choices where AWS documents nothing (PROTOCOL.md part A, "NOT FOUND"):
@@ -143,6 +163,8 @@ class CodePipelineEmulator:
         event_delay: float = 0.0,
         event_loss_rate: float = 0.0,
         event_duplicate_rate: float = 0.0,
+        credentials_ttl: float = 900.0,
+        s3_endpoint: str | None = None,
     ) -> None:
         if not re.fullmatch(r"[0-9]{12}", account_id):
             raise ValueError(
@@ -153,6 +175,7 @@ class CodePipelineEmulator:
             ("continuation_delay", continuation_delay),
             ("job_timeout", job_timeout),
             ("job_retention", job_retention or 0.0),
+            ("credentials_ttl", credentials_ttl),
         ):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0 seconds, not {value}")
@@ -179,6 +202,14 @@ class CodePipelineEmulator:
             queue_url=events_queue_url, delay=event_delay, loss_rate=event_loss_rate,
             duplicate_rate=event_duplicate_rate)
         self._lock = threading.RLock()
+        self.credentials_ttl = credentials_ttl
+        self.artifact_store: _cp_s3.ArtifactStore | None = None
+        """S3 behind the artifact locations (see _cp_s3); None without moto and s3_endpoint."""
+        if s3_endpoint is not None or _cp_s3.moto_installed():
+            self.artifact_store = _cp_s3.ArtifactStore(
+                bucket=f"codepipeline-{region}-{account_id}", region=region,
+                account_id=account_id, clock=self.clock, grants=self._grant,
+                s3_endpoint=s3_endpoint)
         self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any] | None]] = {
             "CreateCustomActionType": lambda body: self._types.create(body),
             "ListActionTypes": lambda body: self._types.list_types(body),
@@ -198,6 +229,7 @@ class CodePipelineEmulator:
         self._jobs: dict[str, Job] = {}
         self._calls: Counter[str] = Counter()
         self.refusals = Refusals()
+        self._issuer = CredentialIssuer(self._rng, self.credentials_ttl)
 
     # ----------------------------------------------------------------- HTTP entry point
 
@@ -211,6 +243,8 @@ class CodePipelineEmulator:
     def __call__(self, request: Request) -> Response:
         if request.path == "/_emulator" or request.path.startswith("/_emulator/"):
             return _cp_admin.handle(self, request)
+        if request.path.strip("/") and not request.header("x-amz-target"):
+            return _cp_s3.serve(self.artifact_store, request)  # S3, path-style: /bucket/key
         request_id = new_request_id()
         outage = self.faults.in_outage()
         if outage == "unavailable":
@@ -478,9 +512,8 @@ class CodePipelineEmulator:
                     "id": job.id,
                     "nonce": job.nonce,
                     "accountId": self.account_id,
-                    "data": job_data(
-                        job, account_id=self.account_id, region=self.region, rng=self._rng
-                    ),
+                    "data": job_data(job, account_id=self.account_id, region=self.region,
+                                     issuer=self._issuer, now=now),
                 }
             )
         return {"jobs": handed_out}
@@ -516,9 +549,8 @@ class CodePipelineEmulator:
             "jobDetails": {
                 "id": job.id,
                 "accountId": self.account_id,
-                "data": job_data(
-                    job, account_id=self.account_id, region=self.region, rng=self._rng
-                ),
+                "data": job_data(job, account_id=self.account_id, region=self.region,
+                                 issuer=self._issuer, now=self.clock.now()),
             }
         }
 
@@ -581,6 +613,7 @@ class CodePipelineEmulator:
         output_artifacts: int | Sequence[str] = 0,
         encryption_key: str | None = None,
         revision: str | None = None,
+        input_content: Mapping[str, bytes] | None = None,
     ) -> dict[str, str]:
         """Play a pipeline reaching the custom action: one new execution with one queued job.
 
@@ -590,6 +623,9 @@ class CodePipelineEmulator:
         artifacts also as {"name", "revision"} objects. Each input artifact carries the
         revision its source action produced (a commit id: 40 hex digits unless `revision` or
         its own "revision" says otherwise), as CodePipeline sends it (PROTOCOL A3).
+        Each input artifact is put in the artifact store (when there is one) at its location:
+        `input_content` gives its bytes by artifact name (stored as given, normally a zip),
+        otherwise a small zip holding README.md and revision.txt (_cp_s3.default_input).
         Returns {"pipelineExecutionId", "actionExecutionId", "jobId"}.
         """
         category, provider, version = parse_type(action_type)
@@ -630,6 +666,7 @@ class CodePipelineEmulator:
                 bucket=bucket,
                 rng=self._rng,
             )
+            _cp_s3.stage_inputs(self.artifact_store, inputs, input_content, pipeline_name)
             execution = Execution(
                 id=self._uuid(),
                 action_execution_id=self._uuid(),
@@ -736,7 +773,7 @@ class CodePipelineEmulator:
         believes (status, abandoned, final outputVariables, last executionDetails)."""
         with self._lock:
             self._tick()
-            return [execution_view(e) for e in self._executions.values()]
+            return [execution_view(e, self._uploads(e)) for e in self._executions.values()]
 
     def execution(self, pipeline_execution_id: str) -> dict[str, Any]:
         """One execution as executions() shows it; KeyError names an unknown id."""
@@ -745,7 +782,7 @@ class CodePipelineEmulator:
             execution = self._executions.get(pipeline_execution_id)
             if execution is None:
                 raise KeyError(f"no pipeline execution {pipeline_execution_id!r}")
-            return execution_view(execution)
+            return execution_view(execution, self._uploads(execution))
 
     def action_types(self) -> list[dict[str, Any]]:
         """Every custom type ever created, deleted ones flagged: ListActionTypes hides those."""
@@ -763,3 +800,47 @@ class CodePipelineEmulator:
             self._clear()
             self.faults.clear(self.seed)
             self.events.reset(self.seed)
+            if self.artifact_store is not None:
+                self.artifact_store.reset()
+
+    # ----------------------------------------------------------------- artifacts (see _cp_s3)
+
+    def expire_credentials(self, job_id: str | None = None) -> int:
+        """Make every set of artifact credentials issued so far (to one job, if given) expire
+        now, as if their lifetime had run out; returns how many sets were still valid."""
+        with self._lock:
+            job = None if job_id is None else self._jobs.get(job_id)
+            if job_id is not None and job is None:
+                raise KeyError(f"no job {job_id!r}")
+            return self._issuer.expire(self.clock.now(), job)
+
+    def uploads(self, pipeline_execution_id: str) -> dict[str, dict[str, Any] | None]:
+        """What reached each output artifact's location, by artifact name (None: nothing)."""
+        outputs = self.execution(pipeline_execution_id)["outputArtifacts"]
+        return {a["name"]: a["upload"] for a in outputs}
+
+    def artifact_bytes(self, pipeline_execution_id: str, name: str) -> bytes:
+        """The bytes stored at an input or output artifact's location (KeyError if none)."""
+        with self._lock:
+            execution = self._executions.get(pipeline_execution_id)
+            if execution is None:
+                raise KeyError(f"no pipeline execution {pipeline_execution_id!r}")
+            found = [a for a in execution.input_artifacts + execution.output_artifacts
+                     if a["name"] == name]
+        if not found:
+            raise KeyError(f"execution {pipeline_execution_id} has no artifact {name!r}")
+        if self.artifact_store is None:
+            raise KeyError(f"no artifact store keeps artifacts: {_cp_s3.INSTALL_HINT}")
+        return self.artifact_store.read(found[0]["location"]["s3Location"]["objectKey"])
+
+    def close(self) -> None:
+        """Stop what the emulator started besides its HTTP handler (the artifact store's S3)."""
+        if self.artifact_store is not None:
+            self.artifact_store.close()
+
+    def _grant(self, access_key_id: str) -> Grant | None:
+        with self._lock:
+            return self._issuer.grant(access_key_id)
+
+    def _uploads(self, execution: Execution) -> dict[str, dict[str, Any] | None]:
+        return _cp_s3.uploads_of(self.artifact_store, execution.output_artifacts)
