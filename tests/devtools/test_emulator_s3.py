@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -391,3 +392,25 @@ def test_the_execution_view_is_json_with_no_upload_before_one(
     json.dumps(view)
     assert [(a["name"], a["upload"]) for a in view["outputArtifacts"]] == [("A", None),
                                                                             ("B", None)]
+
+
+def test_an_unreachable_s3_endpoint_answers_internal_error_which_sdks_retry(
+        clock: FakeClock, shared_server: SharedServer) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    emulator = CodePipelineEmulator(clock=clock, s3_endpoint=f"http://127.0.0.1:{closed_port}")
+    try:
+        server = shared_server.plug(emulator)
+        cp = codepipeline_client(server.url)
+        cp.create_custom_action_type(
+            category="Build", provider="Artifacts", version="1",
+            inputArtifactDetails={"minimumCount": 1, "maximumCount": 1},
+            outputArtifactDetails={"minimumCount": 0, "maximumCount": 0})
+        emulator.start_execution(TYPE, {})
+        data = polled(cp)[0]["data"]
+        assert refusal(s3(server.url, data).get_object,
+                       **where(data["inputArtifacts"][0]))[:2] == ("InternalError", 500)
+    finally:
+        shared_server.unplug()
+        emulator.close()

@@ -406,6 +406,10 @@ class ArtifactStore:
             return self._handle(request)
         except S3Error as error:
             return error.response()
+        except Exception:  # the backend down, or a bug: S3's words for it, which SDKs retry
+            log.exception("artifact store failed on %s %s", request.method, request.path)
+            return S3Error("InternalError", "We encountered an internal error. Please try "
+                           "again.", 500).response()
 
     def _handle(self, request: Request) -> Response:
         bucket, _, key = unquote(request.path.lstrip("/")).partition("/")
