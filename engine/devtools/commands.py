@@ -162,7 +162,7 @@ def emulator(host: str, port: int, ports_for: tuple[str, ...], ack_timeout: floa
                    "AWS_ACCESS_KEY_ID=emulator AWS_SECRET_ACCESS_KEY=emulator",
                    "AWS_DEFAULT_REGION=us-east-1"]
         if events_queue is not None:
-            exports.extend(_events_queue(stack, codepipeline, host, events_queue))
+            exports.extend(_events_queue(stack, codepipeline, events_queue))
         exports.extend(_artifact_store(stack, codepipeline, cp_server.url))
         for name, plugin, server in servers:
             click.echo(f"{plugin.title} emulator ({name}): {server.url}")
@@ -186,13 +186,14 @@ def emulator(host: str, port: int, ports_for: tuple[str, ...], ack_timeout: floa
     click.echo("emulators stopped")
 
 
-def _events_queue(stack: ExitStack, codepipeline: CodePipelineEmulator, host: str,
-                  name: str) -> list[str]:
-    """Start moto's SQS, create the queue, publish to it; the exports a worker needs."""
+def _events_queue(stack: ExitStack, codepipeline: CodePipelineEmulator, name: str
+                  ) -> list[str]:
+    """Start moto's SQS (on 127.0.0.1, whatever --host says), create the queue, publish to
+    it; the exports a worker needs."""
     from engine.devtools.emulator._cp_events import LocalSqs
 
     try:
-        sqs = stack.enter_context(LocalSqs(host, region=codepipeline.region))
+        sqs = stack.enter_context(LocalSqs(region=codepipeline.region))
     except (RuntimeError, OSError) as error:
         raise ConfigurationProblem(f"cannot start the events queue: {error}",
                                    fix="pip install 'cpworker[emulator]', or leave out "

@@ -101,7 +101,7 @@ def make(shared_server: SharedServer, sqs: Any, queue: str,
     yield build
     shared_server.unplug()
     for emulator in made:
-        emulator.events.close()
+        emulator.close()
 
 
 @pytest.fixture

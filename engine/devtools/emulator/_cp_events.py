@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from engine.clock import Clock
-from engine.devtools.emulator._http import DEFAULT_HOST, Request, Response
+from engine.devtools.emulator._http import Request, Response
 
 if TYPE_CHECKING:
     from engine.devtools.emulator._cp_jobs import Execution
@@ -314,36 +314,33 @@ def admin_set(emulator: CodePipelineEmulator, request: Request, match: re.Match[
 
 
 class LocalSqs:
-    """moto's server on loopback: an SQS endpoint for the events queue, with no AWS account.
+    """moto's SQS on loopback, for the events queue, with no AWS account.
 
-    moto keeps its state per process, so every LocalSqs of one process sees the same queues.
+    It runs on the process's one moto server (_cp_s3.MotoServer, on 127.0.0.1 and a free port,
+    shared with the artifact store): moto keeps its state per process anyway, so every LocalSqs
+    of one process sees the same queues.
     """
 
-    def __init__(self, host: str = DEFAULT_HOST, port: int = 0, region: str = "us-east-1"
-                 ) -> None:
-        self.host = host
-        self.port = port
+    def __init__(self, region: str = "us-east-1") -> None:
         self.region = region
-        self._server: Any = None
+        self._endpoint: str | None = None
 
     def start(self) -> LocalSqs:
-        try:
-            from moto.server import ThreadedMotoServer
-        except ImportError:
-            raise RuntimeError("the events queue needs moto's server: pip install "
-                               "'cpworker[emulator]' (or 'moto[server]')") from None
-        # One line per request otherwise: the emulator prints what matters itself.
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
-        self._server.start()
+        from engine.devtools.emulator._cp_s3 import INSTALL_HINT, MotoServer
+
+        if self._endpoint is None:
+            try:
+                self._endpoint = MotoServer.acquire()
+            except ImportError:
+                raise RuntimeError(f"the events queue needs moto's server: {INSTALL_HINT}"
+                                   ) from None
         return self
 
     @property
     def endpoint(self) -> str:
-        if self._server is None:
+        if self._endpoint is None:
             raise RuntimeError("LocalSqs.start() first")
-        host, port = self._server.get_host_and_port()
-        return f"http://{host}:{port}"
+        return self._endpoint
 
     def client(self) -> Any:
         """A boto3 SQS client for this endpoint (throwaway credentials: moto takes any)."""
@@ -358,13 +355,14 @@ class LocalSqs:
         return str(self.client().create_queue(QueueName=name)["QueueUrl"])
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        if self._endpoint is not None:
+            from engine.devtools.emulator._cp_s3 import MotoServer
+
+            self._endpoint = None
+            MotoServer.release()
 
     def __enter__(self) -> LocalSqs:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-

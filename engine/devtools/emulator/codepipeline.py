@@ -834,7 +834,9 @@ class CodePipelineEmulator:
         return self.artifact_store.read(found[0]["location"]["s3Location"]["objectKey"])
 
     def close(self) -> None:
-        """Stop what the emulator started besides its HTTP handler (the artifact store's S3)."""
+        """Stop what the emulator started besides its HTTP handler (the artifact store's S3,
+        the events' sender)."""
+        self.events.close()
         if self.artifact_store is not None:
             self.artifact_store.close()
 
