@@ -8,18 +8,24 @@ never sleeps: the engine does all of that, durably, around it.
 from __future__ import annotations
 
 import json
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
 from importlib.metadata import entry_points
 from importlib.resources import files
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from engine import defaults
 from engine.clock import Clock
-from engine.errors import ConfigurationProblem
+from engine.errors import ConfigurationProblem, CpworkerError
 from engine.outcomes import JSON, ActionOutcome, Cancelled, RunDetails
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from engine.artifacts import JobArtifacts, Upload
 
 ENTRY_POINT_GROUP = "cpworker.actions"
 
@@ -176,6 +182,27 @@ class JobContext:
     """For submit(): anything this call sends must have landed by then (clock time), because
     other workers wait exactly that long before looking for it. A submit that could not finish
     a side effect in time must not start it: return RetryLater (a new window opens)."""
+    artifacts: JobArtifacts | None = field(default=None, repr=False, compare=False)
+    """The engine's S3 access for this job (engine.artifacts); use download() and upload()."""
+
+    def download(self, name: str, dest: str | os.PathLike[str], *, extract: bool = True) -> Path:
+        """Fetch input artifact `name` from S3 with the job's credentials: unpacked into the
+        directory `dest` (extract), or kept as the archive file `dest`. Returns the path."""
+        return self._artifacts().download(name, dest, extract=extract)
+
+    def upload(self, name: str, source: str | os.PathLike[str], *,
+               archive: bool = True) -> Upload:
+        """Put output artifact `name` (a file or a directory, zipped unless archive=False) in
+        S3 with the job's credentials and the pipeline's KMS key. Recorded at once: a check()
+        run again after a crash gets the recorded upload back and uploads nothing."""
+        return self._artifacts().upload(name, source, archive=archive)
+
+    def _artifacts(self) -> JobArtifacts:
+        if self.artifacts is None:
+            raise CpworkerError(f"job {self.job_id}: no artifact access in this context",
+                                fix="artifacts are given to contexts the engine makes; a test "
+                                    "builds one with engine.artifacts.JobArtifacts")
+        return self.artifacts
 
 
 class Action(ABC):

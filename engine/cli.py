@@ -261,6 +261,9 @@ def _store_for_run(ctx: click.Context, pool_size: int) -> Any:
 @_option("--query-param", "query_params", env="QUERY_PARAMS", multiple=True,
          help="ACTION:Property=value: poll only that action's jobs whose queryable property has "
          "this value (required for action types with a queryable property); repeat.")
+@_option("--s3-endpoint-url", env="S3_URL", default=None,
+         help="S3 endpoint for the jobs' artifacts, e.g. the emulator's URL (default: AWS's, or "
+         "AWS_ENDPOINT_URL_S3); path-style addressing when given.")
 @_aws_options
 @click.pass_context
 def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads: int,
@@ -270,8 +273,8 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
         report_progress: bool, progress_interval: float, submit_window: float, lease: float,
         job_timeout: float, claim_depth: int, secret_cache: int, secret_max_age: float,
         db_pool_size: int, metrics_port: int | None, metrics_host: str, health_stale: float,
-        action_names: tuple[str, ...],
-        query_params: tuple[str, ...], endpoint_url: str | None, region: str | None) -> None:
+        action_names: tuple[str, ...], query_params: tuple[str, ...],
+        s3_endpoint_url: str | None, endpoint_url: str | None, region: str | None) -> None:
     """Poll CodePipeline and work jobs, resuming whatever the log says is unfinished."""
     from engine.action import available_actions, load_action
     from engine.codepipeline import CodePipeline
@@ -299,6 +302,7 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
         progress_interval=progress_interval, submit_window=submit_window, lease=lease,
         job_timeout=job_timeout, claim_depth=claim_depth, secret_cache=secret_cache,
         secret_max_age=secret_max_age, health_stale=health_stale, query=query,
+        s3_endpoint_url=s3_endpoint_url,
     )
     worker = Worker(_store_for_run(ctx, db_pool_size), CodePipeline(client), actions, settings)
     logs.scrub_with(worker.vault)

@@ -434,6 +434,8 @@ def _succeeded(outcome: Done) -> NewEvent:
         data["details"] = details
     if outcome.data:
         data["run"] = dict(outcome.data)
+    if outcome.uploads:
+        data["uploads"] = [dict(u) for u in outcome.uploads]
     return NewEvent("run_succeeded", _noted(data, notes + dropped))
 
 

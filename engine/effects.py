@@ -15,14 +15,16 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from engine.action import Action, JobContext
+from engine.action import Action, ArtifactCredentials, JobContext
+from engine.artifacts import JobArtifacts, S3Settings, UploadLedger
 from engine.clock import Clock
 from engine.codepipeline import CodePipeline, retry_of
 from engine.decide import Call
-from engine.jobdata import artifacts_of, configuration_of, credentials_of
+from engine.jobdata import artifacts_of, configuration_of, credentials_of, encryption_key_of
 from engine.machine import Effect
 from engine.outcomes import (
     Cancelled,
@@ -53,8 +55,15 @@ class Effects:
         vault: SecretVault,
         clock: Clock,
         polled_since: Callable[[str, float], bool] | None = None,
+        s3: S3Settings | None = None,
+        ledger: UploadLedger | None = None,
+        worker: str | None = None,
     ) -> None:
         self.codepipeline = codepipeline
+        self.s3 = s3 or S3Settings()
+        self.ledger = ledger
+        """Where uploaded artifacts are recorded (the state database)."""
+        self.worker = worker
         self.actions = actions
         self.vault = vault
         self.clock = clock
@@ -149,10 +158,29 @@ class Effects:
                 self._called[(job.job_id, job.last_seq)] = None
                 while len(self._called) > 4096:
                     self._called.popitem(last=False)
-            return action.submit(context)
+            return self._with_uploads(action.submit(context), context)
         if effect is Effect.CHECK:
-            return action.check(context)
+            return self._with_uploads(action.check(context), context)
         return action.cancel(context)
+
+    @staticmethod
+    def _with_uploads(outcome: Outcome, context: JobContext) -> Outcome:
+        """A success carries the uploads recorded for its execution into its event."""
+        if not isinstance(outcome, Done) or context.artifacts is None:
+            return outcome
+        made = context.artifacts.uploaded()
+        if not made:
+            return outcome
+        return replace(outcome, uploads=tuple(u.to_json() for u in made))
+
+    def _renewed(self, job: Job) -> ArtifactCredentials | None:
+        """Fresh artifact credentials (S3 said the held ones expired): GetJobDetails again."""
+        self.vault.forget(job.job_id)
+        secrets = self._secrets(job)
+        if not isinstance(secrets, JobSecrets):
+            reason = getattr(secrets, "reason", None) or getattr(secrets, "message", "")
+            raise RuntimeError(f"fresh artifact credentials could not be fetched: {reason}")
+        return secrets.credentials
 
     def _secrets(self, job: Job) -> JobSecrets | RetryLater | Rejected:
         now = self.clock.now()
@@ -188,6 +216,13 @@ class Effects:
         if not isinstance(secrets, JobSecrets):
             return secrets
         inputs, outputs = artifacts_of(job.pipeline)
+        artifacts = None
+        if inputs or outputs:
+            artifacts = JobArtifacts(
+                job_id=job.job_id, execution_id=job.execution_id, inputs=inputs,
+                outputs=outputs, encryption_key=encryption_key_of(job.pipeline),
+                credentials=secrets.credentials, renew=lambda: self._renewed(job),
+                ledger=self.ledger, s3=self.s3, clock=self.clock, worker=self.worker)
         return JobContext(
             job_id=job.job_id,
             execution_id=job.execution_id,
@@ -203,4 +238,5 @@ class Effects:
             output_artifacts=outputs,
             deadline=call.deadline,
             intended_at=job.intended_at,
+            artifacts=artifacts,
         )

@@ -192,9 +192,21 @@ def pipeline_of(raw: Mapping[str, Any], data: Mapping[str, Any],
 
 def artifacts_read(data: Mapping[str, Any]) -> dict[str, JSON]:
     """The job's input and output artifacts as the log keeps them (names, revisions, S3
-    locations; never credentials)."""
-    return {"input": _artifacts(data.get("inputArtifacts")),
-            "output": _artifacts(data.get("outputArtifacts"))}
+    locations, the KMS key uploads must name; never credentials). The key id is no secret:
+    CodePipeline shows it in the pipeline's structure."""
+    read: dict[str, JSON] = {"input": _artifacts(data.get("inputArtifacts")),
+                             "output": _artifacts(data.get("outputArtifacts"))}
+    key = mapping(data.get("encryptionKey"))
+    if text(key.get("id")) is not None:
+        read["encryption_key"] = {"id": text(key.get("id")), "type": text(key.get("type"))}
+    return read
+
+
+def encryption_key_of(pipeline: Mapping[str, JSON]) -> str | None:
+    """The KMS key id uploads must name (the job's encryptionKey), from the recorded pipeline
+    context; None: the artifact store's default key (PROTOCOL A3)."""
+    key = mapping(mapping(pipeline.get("artifacts")).get("encryption_key"))
+    return text(key.get("id"))
 
 
 def artifacts_of(pipeline: Mapping[str, JSON]) -> tuple[tuple[Mapping[str, JSON], ...],

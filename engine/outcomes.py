@@ -55,6 +55,9 @@ class Done:
     details: RunDetails | None = None
     output_variables: Mapping[str, str] = field(default_factory=dict)
     data: Mapping[str, JSON] = field(default_factory=dict)
+    uploads: tuple[Mapping[str, JSON], ...] = ()
+    """Filled by the engine, not the action: the output artifacts recorded as uploaded for the
+    execution (engine.artifacts), so the success event says what was uploaded."""
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from engine import defaults, metrics
 from engine.action import Action
+from engine.artifacts import S3Settings
 from engine.clock import Clock, SystemClock
 from engine.codepipeline import CodePipeline
 from engine.decide import Policy, tenacity_backoff
@@ -110,6 +111,8 @@ class Settings:
     job_timeout: float = defaults.JOB_TIMEOUT
     health_stale: float = defaults.HEALTH_STALE
     query: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    s3_endpoint_url: str | None = None
+    """Where the jobs' artifacts are (None: AWS's S3 for the region, or AWS_ENDPOINT_URL_S3)."""
 
 
 class Worker:
@@ -156,9 +159,13 @@ class Worker:
             time_budget=self.settings.time_budget, backoff=backoff,
             submit_window=self.settings.submit_window, job_timeout=self.settings.job_timeout,
         )
+        region = getattr(getattr(getattr(codepipeline, "client", None), "meta", None),
+                         "region_name", None)
         self.effects = Effects(codepipeline, self.actions, self.vault, self.clock,
                                polled_since=lambda name, since: self.poller.polled_since(name,
-                                                                                        since))
+                                                                                        since),
+                               s3=S3Settings(self.settings.s3_endpoint_url, region),
+                               ledger=store, worker=self.owner)
         self.scheduler = Scheduler(
             store, self.effects, self.clock, self.policy_for, self.owner,
             pool_size=self.settings.effect_threads, lease_for=self.settings.lease,

@@ -72,3 +72,28 @@ jobs = sa.Table(
 (action, next_due_at) serves claims, due times and capacity of workers that run only some
 actions; lease_owner serves release_dead_leases.
 """
+
+
+uploads = sa.Table(
+    "uploads",
+    metadata,
+    sa.Column("execution_id", sa.String(100), primary_key=True),
+    sa.Column("artifact", sa.String(100), primary_key=True),
+    sa.Column("job_id", sa.String(64), nullable=False),
+    sa.Column("bucket", sa.String(63), nullable=False),
+    sa.Column("object_key", sa.String(1024), nullable=False),
+    sa.Column("etag", sa.String(200), nullable=True),
+    sa.Column("version_id", sa.String(1024), nullable=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=True),
+    sa.Column("kms_key_id", sa.String(2048), nullable=True),
+    sa.Column("at", UTCTime, nullable=False),
+    sa.Column("worker", sa.String(200), nullable=True),
+)
+"""Output artifacts uploaded to S3, one row per (action execution, artifact), written the
+moment S3 confirmed the upload (engine.artifacts). An upload is a side effect outside the job
+machine's events (it happens in the middle of an action's check), so it has its own
+append-only ledger: a crash before the report finds it recorded and uploads nothing again, and
+the success event and `inspect` say what was uploaded. The first row wins: a second upload of
+the same artifact for the same execution is refused by the key, never recorded twice.
+"""

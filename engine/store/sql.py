@@ -25,15 +25,16 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from engine.errors import (
     AmbiguousJob,
     ConcurrencyConflict,
+    CpworkerError,
     StoreFailure,
     UnknownJob,
 )
 from engine.machine import JobState
 from engine.projection import EVENT_SCHEMA_VERSION, Event, Job
 from engine.store.errors import is_missing_table, translate
-from engine.store.schema import UTCTime, events, jobs
+from engine.store.schema import UTCTime, events, jobs, uploads
 
-REVISIONS = ("0001", "0002", "0003", "0004", "0005")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
 """Every migration in engine/store/migrations, oldest first (a test keeps the two equal)."""
 HEAD_REVISION = REVISIONS[-1]
 
@@ -456,6 +457,29 @@ class EventStore:
             query = query.limit(limit)
         with self._read() as conn:
             return [_row_to_job(r) for r in conn.execute(query).mappings()]
+
+    def record_upload(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Record an uploaded artifact (a row of `uploads`) unless one is recorded for its
+        execution and artifact already; returns the row that stands (the first one wins)."""
+        try:
+            with self._begin() as conn:
+                conn.execute(uploads.insert().values(**row))
+        except IntegrityError:
+            pass  # recorded before (a retry, another worker): the first record stands
+        found = self.uploads(str(row["execution_id"]), str(row["artifact"]))
+        if not found:
+            raise CpworkerError(f"the upload of {row['artifact']} for execution "
+                               f"{row['execution_id']} was neither recorded nor found")
+        return found[0]
+
+    def uploads(self, execution_id: str, artifact: str | None = None) -> list[dict[str, Any]]:
+        """The artifacts recorded as uploaded for an action execution, by name."""
+        query = sa.select(uploads).where(uploads.c.execution_id == execution_id)
+        if artifact is not None:
+            query = query.where(uploads.c.artifact == artifact)
+        with self._read() as conn:
+            rows = conn.execute(query.order_by(uploads.c.artifact)).mappings().all()
+        return [dict(r) for r in rows]
 
     def by_execution(self, execution_id: str) -> list[Job]:
         with self._read() as conn:

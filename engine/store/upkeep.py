@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from engine.machine import FINAL
 from engine.projection import Job
-from engine.store.schema import events, jobs
+from engine.store.schema import events, jobs, uploads
 
 if TYPE_CHECKING:
     from engine.store.sql import EventStore
@@ -70,6 +70,7 @@ def prune_batch(store: EventStore, before: float, limit: int) -> Removed:
             sa.select(jobs.c.job_id).where(jobs.c.execution_id.in_(chosen)))]
         gone = conn.execute(events.delete().where(events.c.job_id.in_(job_ids))).rowcount
         conn.execute(jobs.delete().where(jobs.c.job_id.in_(job_ids)))
+        conn.execute(uploads.delete().where(uploads.c.execution_id.in_(chosen)))
     return Removed(len(chosen), len(job_ids), int(gone or 0))
 
 

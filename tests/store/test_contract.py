@@ -710,7 +710,7 @@ def test_migrating_again_changes_nothing(store_url: str, store: EventStore) -> N
             versions = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
             tables = set(sa.inspect(conn).get_table_names())
         assert [v[0] for v in versions] == [head_revision()]
-        assert tables == {"alembic_version", "events", "jobs"}
+        assert tables == {"alembic_version", "events", "jobs", "uploads"}
     finally:
         again.close()
 
@@ -748,3 +748,17 @@ def test_the_store_knows_every_migration() -> None:
 def test_every_field_of_a_job_is_a_column() -> None:
     """A field without a column would be dropped silently when rows are written."""
     assert {f.name for f in fields(Job)} <= set(jobs.c.keys())
+
+
+def test_the_first_recorded_upload_of_an_artifact_stands(store: EventStore) -> None:
+    """Two workers (or a retry) recording the same artifact of one execution: the first row
+    stands and both are told of it, on SQLite and PostgreSQL alike."""
+    row = {"execution_id": "exec-1", "artifact": "BuildOutput", "job_id": "job-a",
+           "bucket": "b", "object_key": "p/BuildOutput/k", "etag": '"e1"', "version_id": "v1",
+           "size": 10, "sha256": "0" * 64, "kms_key_id": None, "at": T0, "worker": "w1"}
+    first = store.record_upload(row)
+    second = store.record_upload({**row, "job_id": "job-b", "etag": '"e2"', "worker": "w2"})
+    assert first == second and second["etag"] == '"e1"' and second["job_id"] == "job-a"
+    store.record_upload({**row, "artifact": "Other", "etag": '"e3"'})
+    assert [u["artifact"] for u in store.uploads("exec-1")] == ["BuildOutput", "Other"]
+    assert store.uploads("exec-2") == []
