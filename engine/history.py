@@ -96,7 +96,16 @@ def inspect_json(store: EventStore, job: Job) -> dict[str, Any]:
              "worker": e.worker}
             for e in store.history(job.job_id)
         ],
+        "uploads": [_upload_json(u) for u in store.uploads(job.execution_id)],
     }
+
+
+def _upload_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An uploads-ledger row for `inspect --json`: what reached S3, when, by which job."""
+    return {"artifact": row["artifact"], "bucket": row["bucket"], "key": row["object_key"],
+            "size": row["size"], "etag": row["etag"], "version_id": row["version_id"],
+            "sha256": row["sha256"], "kms_key_id": row["kms_key_id"], "at": iso(row["at"]),
+            "job_id": row["job_id"], "worker": row["worker"]}
 
 
 def timeline(store: EventStore, job: Job) -> str:
@@ -123,6 +132,16 @@ def timeline(store: EventStore, job: Job) -> str:
                 after = "?? (not accepted by this version)"
             lines.append(f"  {iso(event.at)}  {event.seq:>3}  {event.type:<22} {after:<22} "
                          f"{key_data(event)}".rstrip())
+    uploads = store.uploads(job.execution_id)
+    if uploads:
+        lines.append("")
+        lines.append("uploaded (output artifacts, as S3 confirmed them)")
+        for row in uploads:
+            kms = f", kms {row['kms_key_id']}" if row["kms_key_id"] else ""
+            version = f", version {row['version_id']}" if row["version_id"] else ""
+            lines.append(f"  {iso(row['at'])}  {row['artifact']}: s3://{row['bucket']}/"
+                         f"{row['object_key']}, {row['size']} bytes, etag {row['etag']}"
+                         f"{version}{kms}, by job {row['job_id']}")
     return "\n".join(lines) + "\n"
 
 

@@ -85,8 +85,10 @@ class ActionHarness:
         if register:
             self.client.create_custom_action_type(**action.definition().document)
         self.store: EventStore = open_store(f"sqlite:///{directory / 'state.db'}")
+        # The emulator serves the jobs' artifacts on its own port (S3, path-style).
         self.worker = Worker(self.store, CodePipeline(self.client), {action.name: action},
-                             replace(settings), self.clock)
+                             replace(settings, s3_endpoint_url=settings.s3_endpoint_url
+                                     or self.server.url), self.clock)
         self.worker.store.release_dead_leases()
 
     def start(self, configuration: Mapping[str, str], **kwargs: Any) -> str:

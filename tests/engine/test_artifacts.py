@@ -18,15 +18,15 @@ from typing import Any
 
 import boto3
 import pytest
+from moto import server as moto_server
 
-moto_server = pytest.importorskip("moto.server")
+from engine.action import ArtifactCredentials, JobContext
+from engine.artifacts import PART_SIZE, ArtifactError, JobArtifacts, S3Settings
+from engine.clock import FakeClock
+from engine.store import EventStore, open_store
 
-from engine.action import ArtifactCredentials, JobContext  # noqa: E402
-from engine.artifacts import PART_SIZE, ArtifactError, JobArtifacts, S3Settings  # noqa: E402
-from engine.clock import FakeClock  # noqa: E402
-from engine.store import EventStore, open_store  # noqa: E402
-
-BUCKET = "codepipeline-us-east-1-111111111111"
+BUCKET = "cpworker-test-artifacts"
+"""Not the emulator's bucket: moto keeps one state per process, shared with its tests."""
 INPUT_KEY = "pipeline/SourceArtif/abc1234"
 OUTPUT_KEY = "pipeline/BuildOutput/def5678"
 KEY_ID = "arn:aws:kms:us-east-1:111111111111:key/5c5f5a9e-1111-2222-3333-444455556666"
@@ -54,11 +54,11 @@ def s3_url() -> Iterator[str]:
 def s3(s3_url: str) -> Any:
     client = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")
-    for bucket in client.list_buckets().get("Buckets", []):
-        for item in client.list_objects_v2(Bucket=bucket["Name"]).get("Contents", []):
-            client.delete_object(Bucket=bucket["Name"], Key=item["Key"])
-        client.delete_bucket(Bucket=bucket["Name"])
-    client.create_bucket(Bucket=BUCKET)
+    if any(b["Name"] == BUCKET for b in client.list_buckets().get("Buckets", [])):
+        for item in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
+            client.delete_object(Bucket=BUCKET, Key=item["Key"])
+    else:
+        client.create_bucket(Bucket=BUCKET)
     return client
 
 
