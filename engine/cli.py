@@ -122,6 +122,29 @@ def _aws_options(command: F) -> F:
                    "AWS_ENDPOINT_URL_CODEPIPELINE).")(command)
 
 
+def _sqs_client(queue_url: str, region: str | None) -> Any:
+    """An SQS client for the events queue. A queue URL outside AWS (moto, the emulator's, a
+    compatible service) is its own endpoint; an AWS one names its region."""
+    from urllib.parse import urlsplit
+
+    import boto3
+    from botocore.config import Config
+
+    parts = urlsplit(queue_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.count("/") < 2:
+        raise click.BadParameter("must be a queue URL such as https://sqs.us-east-1.amazonaws"
+                                 ".com/123456789012/cpworker-events", param_hint="--events-queue")
+    host = parts.hostname or ""
+    endpoint = None if host.endswith(".amazonaws.com") else f"{parts.scheme}://{parts.netloc}"
+    if region is None and host.startswith("sqs.") and host.endswith(".amazonaws.com"):
+        region = host.split(".")[1]
+    try:
+        return boto3.client("sqs", region_name=region, endpoint_url=endpoint,
+                            config=Config(read_timeout=40, retries={"mode": "standard"}))
+    except Exception as error:  # NoRegionError and the like: one line, the fix
+        raise click.UsageError(f"cannot read the events queue: {error}; pass --region") from None
+
+
 def _client(endpoint_url: str | None, region: str | None) -> CodePipelineClient:
     from botocore.exceptions import NoRegionError
 
@@ -261,6 +284,9 @@ def _store_for_run(ctx: click.Context, pool_size: int) -> Any:
 @_option("--query-param", "query_params", env="QUERY_PARAMS", multiple=True,
          help="ACTION:Property=value: poll only that action's jobs whose queryable property has "
          "this value (required for action types with a queryable property); repeat.")
+@_option("--events-queue", env="EVENTS_QUEUE", default=None,
+         help="SQS queue URL an EventBridge rule fills with CodePipeline's action events: "
+         "jobs are picked up and stopped runs cancelled at once (see README, Events).")
 @_option("--s3-endpoint-url", env="S3_URL", default=None,
          help="S3 endpoint for the jobs' artifacts, e.g. the emulator's URL (default: AWS's, or "
          "AWS_ENDPOINT_URL_S3); path-style addressing when given.")
@@ -274,7 +300,8 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
         job_timeout: float, claim_depth: int, secret_cache: int, secret_max_age: float,
         db_pool_size: int, metrics_port: int | None, metrics_host: str, health_stale: float,
         action_names: tuple[str, ...], query_params: tuple[str, ...],
-        s3_endpoint_url: str | None, endpoint_url: str | None, region: str | None) -> None:
+        events_queue: str | None, s3_endpoint_url: str | None, endpoint_url: str | None,
+        region: str | None) -> None:
     """Poll CodePipeline and work jobs, resuming whatever the log says is unfinished."""
     from engine.action import available_actions, load_action
     from engine.codepipeline import CodePipeline
@@ -302,9 +329,11 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
         progress_interval=progress_interval, submit_window=submit_window, lease=lease,
         job_timeout=job_timeout, claim_depth=claim_depth, secret_cache=secret_cache,
         secret_max_age=secret_max_age, health_stale=health_stale, query=query,
-        s3_endpoint_url=s3_endpoint_url,
+        s3_endpoint_url=s3_endpoint_url, events_queue=events_queue,
     )
-    worker = Worker(_store_for_run(ctx, db_pool_size), CodePipeline(client), actions, settings)
+    sqs = _sqs_client(events_queue, region) if events_queue else None
+    worker = Worker(_store_for_run(ctx, db_pool_size), CodePipeline(client), actions, settings,
+                    sqs=sqs)
     logs.scrub_with(worker.vault)
 
     said = logging.getLogger("cpworker")

@@ -655,3 +655,41 @@ def _duration(seconds: float) -> str:
     if seconds >= 60 and seconds % 60 == 0:
         return f"{int(seconds // 60)} min"
     return f"{seconds:g} s"
+
+
+# --- CodePipeline's own word that an action execution ended (events queue) ----------------------
+
+EVENT_SKEW = 30.0
+"""How much earlier than a job's first record an event may be stamped and still be about it:
+the clocks of AWS and of this worker differ a little. Anything older is about an earlier
+attempt of the same pipeline execution's action (a retried stage runs it again under the same
+pipeline execution id) and must not stop the new one."""
+
+STOP_LATER = "later"
+"""stop_seen's answer for a submission in flight: apply the event once the run is known."""
+
+
+def stop_seen(job: Job, state: str, event_at: float | None) -> NewEvent | str | None:
+    """What a job does on hearing that its action execution ended in CodePipeline (ABANDONED,
+    CANCELED, FAILED), an EventBridge event read from the events queue.
+
+    A job that started nothing is abandoned; a run going on is cancelled now (instead of when
+    the next report is refused, up to the progress interval later). A submission in flight is
+    answered STOP_LATER: cancelling before its run is known could miss it, so the event waits
+    for the run. Reports, cancels and timeouts already under way are left to finish: None, as
+    for final jobs and for events older than the job (an earlier attempt's).
+    """
+    if job.final or (event_at is not None and event_at < job.created_at - EVENT_SKEW):
+        return None
+    if job.state is JobState.SUBMITTED:
+        return STOP_LATER
+    if job.state in (JobState.ACQUIRED, JobState.ACKNOWLEDGED, JobState.RUNNING,
+                     JobState.HANDING_ON, JobState.AWAITING_CONTINUATION):
+        started = job.state not in (JobState.ACQUIRED, JobState.ACKNOWLEDGED)
+        return NewEvent("execution_stopped", {
+            "state": state,
+            "reason": f"CodePipeline says the action execution is {state}"
+                      + (": cancelling the external run" if started else
+                         ": nothing was started for it"),
+        })
+    return None

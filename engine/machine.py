@@ -104,6 +104,11 @@ TRANSITIONS: list[tuple[str, list[JobState] | JobState, JobState | None]] = [
     # JobNotFoundException): without the job's secrets nothing more can be done for it.
     ("job_rejected", [S.SUBMITTED, S.RUNNING, S.REPORTING_SUCCESS, S.REPORTING_FAILURE,
                       S.TIMING_OUT, S.CANCELLING], S.ABANDONED),
+    # CodePipeline said the action execution ended without this worker (an EventBridge event
+    # through the events queue: stopped and abandoned, canceled, failed): nothing started is
+    # abandoned at once, a run going on is cancelled now rather than at the next refused report.
+    ("execution_stopped", [S.ACQUIRED, S.ACKNOWLEDGED], S.ABANDONED),
+    ("execution_stopped", [S.RUNNING, S.HANDING_ON, S.AWAITING_CONTINUATION], S.CANCELLING),
     ("run_cancelled", S.CANCELLING, S.ABANDONED),
     ("run_cancelled", S.TIMING_OUT, S.REPORTING_FAILURE),
     ("gave_up", [S.HANDING_ON, S.REPORTING_SUCCESS, S.REPORTING_FAILURE], S.ABANDONED),

@@ -19,19 +19,28 @@ from collections import Counter as CountOf
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from engine import defaults, metrics
 from engine.action import Action
 from engine.artifacts import S3Settings
 from engine.clock import Clock, SystemClock
 from engine.codepipeline import CodePipeline
-from engine.decide import Policy, tenacity_backoff
+from engine.decide import Policy, stop_seen, tenacity_backoff
 from engine.effects import Effects
-from engine.errors import ConfigurationProblem, StoreFailure, StoreUnavailable
+from engine.errors import (
+    ConcurrencyConflict,
+    ConfigurationProblem,
+    StoreFailure,
+    StoreUnavailable,
+)
+from engine.events import ActionEvent, EventsListener
 from engine.health import Health
 from engine.intake import Intake
 from engine.poller import Poller
-from engine.projection import Event, Job
+from engine.projection import Event, Job, NewEvent
+from engine.record import record
 from engine.scheduler import IDLE_WAIT, Scheduler
 from engine.secrets import SecretVault
 from engine.store import Change, EventStore
@@ -51,6 +60,20 @@ IDLE_CONFIRMS = 3
 """--until-idle: confirming polls that must fail in a row before the run exits EXIT_NOT_POLLED."""
 EXIT_GAVE_UP = 5
 """--until-idle: this run gave up a job (a result it could not deliver), which needs a look."""
+
+EAGER_POLLS = 3
+"""Polls made EAGER_POLL_DELAY apart after a STARTED event whose job was not there yet: the
+event and the job's availability are not ordered, and a missed job would wait a whole idle
+interval (about 31 s)."""
+EAGER_POLL_DELAY = 1.0
+
+
+def _epoch(stamp: str) -> float | None:
+    """An event's ISO 8601 `time` (2026-12-01T18:48:17Z) as epoch seconds; None if unreadable."""
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 class Episode:
@@ -113,6 +136,9 @@ class Settings:
     query: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     s3_endpoint_url: str | None = None
     """Where the jobs' artifacts are (None: AWS's S3 for the region, or AWS_ENDPOINT_URL_S3)."""
+    events_queue: str | None = None
+    """An SQS queue URL that an EventBridge rule fills with CodePipeline's action events
+    (engine.events): STARTED polls at once, ABANDONED/CANCELED/FAILED cancel at once."""
 
 
 class Worker:
@@ -123,8 +149,11 @@ class Worker:
         actions: Mapping[str, Action],
         settings: Settings | None = None,
         clock: Clock | None = None,
+        sqs: Any = None,
     ) -> None:
         self.store = store
+        self.sqs = sqs
+        """The SQS client the events queue is read with (settings.events_queue)."""
         self.settings = settings or Settings()
         self.clock = clock or SystemClock()
         self.health = Health(self.clock, self.settings.health_stale)
@@ -136,6 +165,11 @@ class Worker:
         self.actions = dict(actions)
         self.owner = worker_id()
         self.stop_event = threading.Event()
+        self._poll_wake = threading.Event()
+        """Set to poll now: stopping, or an action event said a job was created."""
+        self._eager_polls = 0
+        """Quick follow-up polls left after a wake-up that found nothing yet."""
+        self.events: EventsListener | None = None
         self.vault = SecretVault(self.settings.secret_cache, self.settings.secret_max_age)
         backoff = tenacity_backoff(self.settings.backoff_initial, self.settings.backoff_max)
         self._policies = {
@@ -196,7 +230,57 @@ class Worker:
     def stop(self) -> None:
         """Ask the loops to stop (safe from a signal handler)."""
         self.stop_event.set()
+        self._poll_wake.set()
         self.scheduler.wake.set()
+
+    # --- the events queue: hints, never the truth -------------------------------------------------
+
+    def _job_started(self, event: ActionEvent) -> None:
+        """CodePipeline created a job of ours: poll now (the event carries no nonce, so the job
+        is still taken with PollForJobs and AcknowledgeJob), and again shortly if it was not
+        there yet (the event may come before the job can be polled)."""
+        log.debug("action event: %s %s/%s started; polling now", event.pipeline, event.stage,
+                  event.action)
+        self._eager_polls = EAGER_POLLS
+        self._poll_wake.set()
+
+    def _job_ended(self, event: ActionEvent) -> bool:
+        """CodePipeline says an action execution ended without us: each unfinished job of it
+        here does what engine.decide.stop_seen says, committed before the message goes (True).
+        False keeps the message for later: a submission in flight, or another writer first."""
+        at = _epoch(event.time)
+        done = True
+        for job in self.store.unfinished_in_pipeline_execution(event.pipeline_execution_id):
+            pipeline = job.pipeline
+            if (job.action not in self.actions or pipeline.get("stage") != event.stage
+                    or pipeline.get("action_name") != event.action
+                    or pipeline.get("pipeline_name") != event.pipeline):
+                continue
+            decided = stop_seen(job, event.state, at)
+            if decided is None:
+                continue
+            if not isinstance(decided, NewEvent):
+                done = False  # STOP_LATER: its run is not known yet
+                continue
+            recorded = record(job, [decided], self.clock.now(), self.owner)
+            try:
+                self.store.commit([Change(recorded.events, recorded.job, recorded.new)])
+            except ConcurrencyConflict:
+                done = False  # moved meanwhile: the message comes back, and is judged again
+                continue
+            self._log_events(recorded.job, list(recorded.events))
+            self.scheduler.wake.set()
+        return done
+
+    def _start_events(self) -> None:
+        if not self.settings.events_queue or self.sqs is None:
+            return
+        types = [(t.category, t.provider, t.version)
+                 for t in (a.definition().type_id for a in self.actions.values())]
+        self.events = EventsListener(self.sqs, self.settings.events_queue, types,
+                                     self._job_started, self._job_ended, clock=self.clock)
+        self.events.start()
+        log.info("reading CodePipeline's action events from %s", self.settings.events_queue)
 
     def poll_now(self) -> int:
         with self._poll_lock:
@@ -213,6 +297,7 @@ class Worker:
         metrics.METRICS.register(self.gauges)
         poller = threading.Thread(target=self._poll_loop, name="poller", daemon=True)
         poller.start()
+        self._start_events()
         trouble = Episode("the state database", self.clock, 0.2, 10.0)
         failing = Episode("a scheduler round", self.clock, 0.2, 10.0)
         code = EXIT_OK
@@ -253,6 +338,9 @@ class Worker:
         finally:
             self.health.stopping()
             self.stop_event.set()
+            self._poll_wake.set()
+            if self.events is not None:
+                self.events.stop(timeout=self.settings.shutdown_grace)
             poller.join(timeout=self.settings.shutdown_grace)
             self.scheduler.drain(self.settings.shutdown_grace)
             self.scheduler.close()
@@ -330,12 +418,20 @@ class Worker:
                         last = self.poller.poll_once()
                     self.health.polled(last.problem if last.errors else None)
                     delay = self.poller.next_interval(last)
+                    if last.found:
+                        self._eager_polls = 0
+                    elif self._eager_polls > 0:  # woken by an event: the job may come soon
+                        self._eager_polls -= 1
+                        delay = min(delay, EAGER_POLL_DELAY)
                 trouble.over()
             except Exception as error:  # the poller never dies of one bad round
                 metrics.LOOP_ERRORS.labels("poller").inc()
                 delay = trouble.failed(error, traceback=not isinstance(error, StoreUnavailable))
             self.health.beat("poller")
-            self.clock.wait(self.stop_event, delay)
+            self.clock.wait(self._poll_wake, delay)
+            self._poll_wake.clear()
+            if self.stop_event.is_set():
+                break
 
     def _idle(self) -> bool:
         mine = list(self.actions)

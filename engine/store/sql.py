@@ -458,6 +458,17 @@ class EventStore:
         with self._read() as conn:
             return [_row_to_job(r) for r in conn.execute(query).mappings()]
 
+    def unfinished_in_pipeline_execution(self, pipeline_execution_id: str) -> list[Job]:
+        """Jobs not final whose recorded pipeline context names this pipeline execution: what
+        an action execution event (engine.events) may be about. Rare (one per stopped
+        execution), so a scan of the unfinished rows' JSON is cheap enough."""
+        query = (sa.select(jobs).where(jobs.c.next_due_at.is_not(None))
+                 .where(jobs.c.pipeline["pipeline_execution_id"].as_string()
+                        == pipeline_execution_id)
+                 .order_by(jobs.c.created_at, jobs.c.job_id))
+        with self._read() as conn:
+            return [_row_to_job(r) for r in conn.execute(query).mappings()]
+
     def record_upload(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """Record an uploaded artifact (a row of `uploads`) unless one is recorded for its
         execution and artifact already; returns the row that stands (the first one wins)."""

@@ -70,6 +70,11 @@ LEGAL: dict[tuple[JobState, str], JobState] = {
     (S.TIMING_OUT, "job_rejected"): S.ABANDONED,
     (S.CANCELLING, "run_cancelled"): S.ABANDONED,
     (S.CANCELLING, "job_rejected"): S.ABANDONED,
+    (S.ACQUIRED, "execution_stopped"): S.ABANDONED,
+    (S.ACKNOWLEDGED, "execution_stopped"): S.ABANDONED,
+    (S.RUNNING, "execution_stopped"): S.CANCELLING,
+    (S.HANDING_ON, "execution_stopped"): S.CANCELLING,
+    (S.AWAITING_CONTINUATION, "execution_stopped"): S.CANCELLING,
     **{(state, "attempt_failed"): state for state in WORKING},
 }
 

@@ -158,6 +158,8 @@ EVENT_DATA: dict[str, Data] = {
     "success_undeliverable": _fixed({**_REASON, "report": FAILURE_REPORT}),
     "progress_undeliverable": _fixed({**_REASON, "report": FAILURE_REPORT}),
     "job_rejected": _fixed(_REASON),
+    "execution_stopped": _fixed({**_REASON,
+                                 "state": st.sampled_from(["ABANDONED", "CANCELED", "FAILED"])}),
     # Cancelled while timing out, the failure report to send next is fixed with it.
     "run_cancelled": lambda at, state: st.fixed_dictionaries(
         {"ok": st.booleans(), "message": TEXT,
