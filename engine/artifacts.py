@@ -266,7 +266,11 @@ class JobArtifacts:
                                     fix="check the action type declares artifacts")
             config = Config(
                 signature_version="s3v4",
-                s3={"addressing_style": "path"} if self._where.endpoint_url else {},
+                # Path-style at any endpoint but AWS's own (given, or AWS_ENDPOINT_URL_S3 /
+                # AWS_ENDPOINT_URL, which botocore reads): emulators and S3-compatible stores
+                # serve it, few serve a bucket as a host name.
+                s3={"addressing_style": "path"} if self._where.endpoint_url or os.environ.get(
+                    "AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") else {},
                 retries={"mode": "standard", "max_attempts": 4},
                 # The checksum only where S3 requires one: S3-compatible stores and older
                 # gateways refuse the trailing checksums botocore sends by default.
