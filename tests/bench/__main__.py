@@ -3,6 +3,7 @@
     python -m tests.bench            # the full run (several minutes), figures for the README
     python -m tests.bench --smoke    # tiny sizes, one repetition: proves every benchmark runs
     python -m tests.bench --no-steady  # every row but the 10-minute steady run
+    python -m tests.bench --aws-only   # only issue 12's rows (artifacts on S3, events queue)
 
 Nothing asserts a speed: the machines are shared and noisy, so the figures are read as ratios
 to baselines measured in the same run, on the same disk.
@@ -22,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.bench import baselines, engine_bench, steady
+from engine import defaults
+from tests.bench import aws_bench, baselines, engine_bench, steady
 
 
 @dataclass(frozen=True)
@@ -39,13 +41,25 @@ class Sizes:
     api_jobs: int
     steady_seconds: float = 600.0
     steady_every: float = 30.0
+    upload_mb: int = 1024
+    """MiB uploaded (one run: a gigabyte twice over takes a while, and RSS barely varies)."""
+    zip_mb: int = 256
+    """MiB of random files zipped and uploaded (zlib deflates random bytes at ~25 MB/s)."""
+    pickup_executions: int = 20
+    pickup_poll_interval: float = defaults.POLL_INTERVAL
+    pickup_samples: int = 200
+    """Polling-only samples, on a fake clock."""
+    cancel_executions: int = 10
+    cancel_samples: int = 20
+    """Polling-only samples, on a fake clock."""
 
 
 FULL = Sizes(runs=3, e2e_jobs=5000, dbos_workflows=500, append_jobs=4000, es_aggregates=2000,
              sa_rows=3000, history=1000, in_flight=100_000, due=10_000, api_jobs=200)
 SMOKE = Sizes(runs=1, e2e_jobs=60, dbos_workflows=5, append_jobs=40, es_aggregates=20,
               sa_rows=40, history=100, in_flight=300, due=100, api_jobs=5, steady_seconds=20.0,
-              steady_every=2.0)
+              steady_every=2.0, upload_mb=32, zip_mb=16, pickup_executions=3,
+              pickup_poll_interval=3.0, pickup_samples=5, cancel_executions=2, cancel_samples=2)
 
 
 @dataclass
@@ -163,8 +177,73 @@ def run(sizes: Sizes, tmp: Path, say: Callable[[str], None], steady: bool = True
     idle.met = api["idle_polls_per_minute"] <= 2
     rows += [calls, Row("polls per job while busy (amortized)", api["polls_per_job"], "polls",
                         "one poll per job (Jenkins plugin, batch of 1)", 1.0, False), idle]
+    rows += aws_rows(sizes, tmp, say)
     if steady:
         rows.append(steady_row(sizes, tmp, say))
+    return rows
+
+
+def aws_rows(sizes: Sizes, tmp: Path, say: Callable[[str], None]) -> list[Row]:
+    """Issue 12: artifacts on S3 (memory), and the waits the events queue shortens."""
+    rows: list[Row] = []
+    say(f"artifacts: uploading {sizes.upload_mb:,} MiB with cpworker and with boto3 ...")
+    up = aws_bench.upload_memory(tmp, sizes.upload_mb, sizes.zip_mb)
+    size = f"{sizes.upload_mb / 1024:g} GiB" if sizes.upload_mb >= 1024 else \
+        f"{sizes.upload_mb} MiB"
+    reset = "" if up.peak_reset else " (peak not reset: includes the warm-up's)"
+    memory = Row(f"artifacts: RSS growth uploading {size} (SSE-KMS, 8 MiB parts){reset}",
+                 up.growth_mb["cpworker"], "MB", "boto3 upload_file, default TransferConfig",
+                 up.growth_mb["boto3"], False, "<= 50 MB")
+    memory.met = up.growth_mb["cpworker"] <= 50
+    rows += [memory, Row(f"artifacts: time uploading {size}", up.seconds["cpworker"], "s",
+                         "boto3 upload_file, default TransferConfig", up.seconds["boto3"],
+                         False)]
+    if "cpworker-zip" in up.growth_mb:
+        rows.append(Row(f"artifacts: RSS growth zipping and uploading a {sizes.zip_mb} MiB "
+                        f"directory (archive=True, {up.seconds['cpworker-zip']:.0f} s)",
+                        up.growth_mb["cpworker-zip"], "MB",
+                        f"the {size} file as it is (archive=False)", up.growth_mb["cpworker"],
+                        False))
+
+    wait = f"{sizes.pickup_poll_interval:g} s"
+    say(f"pick-up after idle, events queue ({sizes.pickup_executions} executions, poller in "
+        f"its {wait} wait) ...")
+    events = aws_bench.pickup_with_events(tmp, sizes.pickup_executions,
+                                          sizes.pickup_poll_interval)
+    say(f"pick-up after idle, polling only ({sizes.pickup_samples} samples, fake clock) ...")
+    polling = aws_bench.pickup_polling_only(tmp, sizes.pickup_samples)
+    base = (f"polling only, default intervals (fake clock, {len(polling.latencies)} samples "
+            f"after {aws_bench.IDLE_MINUTES:g} idle min)")
+    for q, target in ((50, 1.0), (99, 3.0)):
+        ours = aws_bench.percentile(events.latencies, q)
+        row = Row(f"pick-up after idle, events queue: p{q} of {len(events.latencies)} "
+                  f"(poller in its {wait} wait)", ours, "s", base,
+                  aws_bench.percentile(polling.latencies, q), False, f"<= {target:g} s")
+        row.met = ours <= target
+        rows.append(row)
+    per_minute = Row(f"PollForJobs per minute per action type while picking up "
+                     f"({events.polls} in {events.minutes:.1f} min)", events.polls_per_minute,
+                     "polls/min", "polling only (fake clock)", polling.polls_per_minute, False,
+                     "<= 2")
+    per_minute.met = events.polls_per_minute <= 2
+    empty = Row("the same, beyond one poll per execution", events.empty_polls_per_minute,
+                "polls/min", "polling only (fake clock)", polling.empty_polls_per_minute, False,
+                "<= 2")
+    empty.met = events.empty_polls_per_minute <= 2
+    rows += [per_minute, empty]
+
+    say(f"cancel after a stop, events queue ({sizes.cancel_executions} Travis builds) ...")
+    cancel = aws_bench.cancel_with_events(tmp, sizes.cancel_executions)
+    say(f"cancel after a stop, polling only ({sizes.cancel_samples} samples, fake clock) ...")
+    cancel_base = aws_bench.cancel_polling_only(tmp, sizes.cancel_samples)
+    base = (f"polling only: the next progress report refused (fake clock, default intervals, "
+            f"{len(cancel_base)} samples)")
+    for label, pick in (("p50", statistics.median), ("max", max)):
+        ours = pick(cancel)
+        row = Row(f"cancel after stop-and-abandon (Travis), events queue: {label} of "
+                  f"{len(cancel)}", ours, "s", base, pick(cancel_base), False, "<= 2 s")
+        row.met = ours <= 2
+        rows.append(row)
     return rows
 
 
@@ -208,13 +287,19 @@ def main() -> int:
                         help="only the steady run (RSS over 10 minutes; 20 s with --smoke)")
     parser.add_argument("--no-steady", action="store_true",
                         help="every row but the steady run (a quick comparison after a change)")
+    parser.add_argument("--aws-only", action="store_true",
+                        help="only issue 12's rows: artifacts on S3, the events queue's waits")
     args = parser.parse_args()
     sizes = SMOKE if args.smoke else FULL
     started = time.perf_counter()
     scratch = os.environ.get("TMPDIR")
     with tempfile.TemporaryDirectory(prefix="cpworker-bench-", dir=scratch) as directory:
-        rows = [steady_row(sizes, Path(directory), say)] if args.steady_only else \
-            run(sizes, Path(directory), say, steady=not args.no_steady)
+        if args.steady_only:
+            rows = [steady_row(sizes, Path(directory), say)]
+        elif args.aws_only:
+            rows = aws_rows(sizes, Path(directory), say)
+        else:
+            rows = run(sizes, Path(directory), say, steady=not args.no_steady)
     print(f"machine: {machine()}")
     print(f"sizes: {'smoke' if args.smoke else 'full'}, median of {sizes.runs} "
           f"(ratio: how many times better than the baseline), "

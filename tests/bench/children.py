@@ -2,16 +2,25 @@
 
     python -m tests.bench.children scale DB JOBS_DUE RATE   -> one JSON line
     python -m tests.bench.children work DB                  -> works until killed
+    python -m tests.bench.children s3                       -> moto's server: its URL as one
+                                                               JSON line, until stdin closes
+    python -m tests.bench.children upload MODE URL BUCKET KMS_KEY PATH  -> one JSON line
 """
 
 from __future__ import annotations
 
+import gc
 import json
+import logging
+import os
+import resource
 import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from engine import InProgress, JobContext, RunDetails
 from engine.outcomes import ActionOutcome
@@ -87,10 +96,106 @@ def work(db: str) -> None:
            Settings(report_progress=False)).run()
 
 
+S3_LIFETIME = 3600.0
+"""Seconds the S3 child lives at most, should its parent never close its stdin."""
+
+
+def s3_server() -> None:
+    """moto's server on 127.0.0.1, in a process of its own so that what S3 holds (a whole
+    gigabyte when a multipart upload completes) never counts in the uploading process."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    print(json.dumps({"url": f"http://{host}:{port}"}), flush=True)
+    bound = threading.Timer(S3_LIFETIME, os._exit, (3,))
+    bound.daemon = True
+    bound.start()
+    sys.stdin.read()  # the parent closes it (or dies)
+    server.stop()
+
+
+def reset_peak_rss() -> bool:
+    """Make the kernel's peak RSS (VmHWM, and so ru_maxrss) the current RSS, so the peak read
+    afterwards is the measured step's alone, not an earlier one's (Linux 4.0+)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def upload(mode: str, endpoint: str, bucket: str, kms_key: str, path: str) -> None:
+    """One upload of `path` in this process, after a warm-up (imports, the client, a small
+    upload of the same kind); prints the RSS just before it and the peak during it.
+
+    Modes: `cpworker` (JobArtifacts.upload, archive=False), `cpworker-zip` (archive=True of
+    the directory `path`), `boto3` (upload_file with boto3's default TransferConfig)."""
+    source = Path(path)
+    warm = source.with_name(source.name + ".warm")
+    if mode == "cpworker-zip":
+        warm.mkdir()
+        (warm / "warm.bin").write_bytes(os.urandom(64 * 1024))
+    else:
+        warm.write_bytes(os.urandom(64 * 1024))
+    put: Callable[[Path, str], Any]
+    if mode == "boto3":
+        import boto3
+
+        client = boto3.session.Session().client(
+            "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+            aws_secret_access_key="testing")
+        extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key}
+
+        def put(file: Path, name: str) -> Any:
+            return client.upload_file(str(file), bucket, f"bench/{name}", ExtraArgs=extra)
+    elif mode in ("cpworker", "cpworker-zip"):
+        from engine.action import ArtifactCredentials
+        from engine.artifacts import JobArtifacts, S3Settings
+        from engine.clock import SystemClock
+
+        artifacts = JobArtifacts(
+            job_id="bench-upload", execution_id="bench-upload", inputs=(),
+            outputs=tuple({"name": n, "bucket": bucket, "key": f"bench/{n}"}
+                          for n in ("warm", "out")),
+            encryption_key=kms_key, credentials=ArtifactCredentials("testing", "testing", "t"),
+            renew=lambda: None, ledger=None, s3=S3Settings(endpoint, "us-east-1"),
+            clock=SystemClock())
+
+        def put(file: Path, name: str) -> Any:
+            return artifacts.upload(name, file, archive=mode == "cpworker-zip")
+    else:
+        raise SystemExit(f"unknown upload mode {mode!r}")
+    try:
+        put(warm, "warm")
+    finally:
+        if warm.is_dir():
+            (warm / "warm.bin").unlink()
+            warm.rmdir()
+        else:
+            warm.unlink()
+    gc.collect()
+    before_kb = memory_kb("VmRSS")
+    reset = reset_peak_rss()
+    started = time.perf_counter()
+    put(source, "out")
+    seconds = time.perf_counter() - started
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(json.dumps({"mode": mode, "rss_before_mb": before_kb / 1024,
+                      "peak_mb": peak_kb / 1024, "growth_mb": (peak_kb - before_kb) / 1024,
+                      "seconds": seconds, "peak_reset": reset}))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "scale":
         scale(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
     elif sys.argv[1] == "work":
         work(sys.argv[2])
+    elif sys.argv[1] == "s3":
+        s3_server()
+    elif sys.argv[1] == "upload":
+        upload(*sys.argv[2:7])
     else:
         raise SystemExit(__doc__)
