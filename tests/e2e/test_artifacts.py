@@ -84,8 +84,9 @@ def test_a_worker_killed_between_upload_and_report_uploads_once_and_reports_once
     assert store is not None
     codepipeline_client(e2e.url).create_custom_action_type(
         **ArtifactAction.definition().document)
+    configuration = {"Project": "crash", "Token": f"tok-{secrets.token_hex(8)}"}
     started = e2e.emulator.start_execution(
-        TYPE, {"Project": "crash", "Token": f"tok-{secrets.token_hex(8)}"}, action="Build",
+        TYPE, configuration, action="Build",
         pipeline_name="e2e-artifacts", revision=REVISION, output_artifacts=1,
         encryption_key=store.kms_key_id)
     flags = ("--action", ARTIFACT_ACTION, "--s3-endpoint-url", e2e.url)
@@ -111,3 +112,13 @@ def test_a_worker_killed_between_upload_and_report_uploads_once_and_reports_once
     assert shown.exit_code == 0, shown.output
     document = json.loads(shown.output)
     assert [u["artifact"] for u in document["uploads"]] == ["OutputArtifact"]
+    # Every set of artifact credentials issued, and the secret token: in no log, no database.
+    issued = [value for job in e2e.emulator.jobs()
+              if job["pipelineExecutionId"] == pipeline_execution
+              for credentials in job["artifactCredentials"] for value in credentials.values()]
+    assert issued
+    texts = [w.output() for w in e2e.workers] + [shown.output]
+    raw = e2e.db_path.read_bytes()
+    for value in [*issued, configuration["Token"]]:
+        assert value.encode() not in raw
+        assert not any(value in text for text in texts)
