@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import secrets
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,10 @@ from engine.devtools.testing import codepipeline_client
 from engine.store import open_store
 from engine.worker import Settings, Worker
 from tests.actions.ledger import EXPECTED_TOKEN_PREFIX, LedgerAction
+from tests.e2e.conftest import wait_until
 
 LEDGER_TYPE = "Test/Custom/Ledger/1"
 
-
-def wait_until(what: str, condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        time.sleep(0.05)
 
 
 class Kit:

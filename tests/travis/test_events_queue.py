@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,7 @@ from engine.machine import JobState
 from engine.projection import Job
 from engine.store import open_store
 from engine.worker import Settings, Worker
+from tests.e2e.conftest import wait_until
 from tests.travis.conftest import READ_ONLY, SLUG, TOKEN, Wire, configuration, quick_client
 
 
@@ -54,14 +55,6 @@ def travis(clock: FakeClock) -> TravisEmulator:
     emulator.add_repository(SLUG, token=TOKEN, read_only_tokens=[READ_ONLY])
     return emulator
 
-
-def wait_until(what: str, condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Real time, bounded: the worker's threads need a moment, never a timer of its own."""
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"not within {timeout:g} s (real time): {what}")
-        time.sleep(0.02)
 
 
 class Running:
