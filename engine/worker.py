@@ -295,9 +295,9 @@ class Worker:
             return code
         self.health.started()
         metrics.METRICS.register(self.gauges)
+        self._start_events()  # first: a job created during the first poll still wakes it
         poller = threading.Thread(target=self._poll_loop, name="poller", daemon=True)
         poller.start()
-        self._start_events()
         trouble = Episode("the state database", self.clock, 0.2, 10.0)
         failing = Episode("a scheduler round", self.clock, 0.2, 10.0)
         code = EXIT_OK

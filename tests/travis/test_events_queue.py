@@ -100,7 +100,7 @@ def running(clock: FakeClock, tmp_path: Path, url: str, wire: Wire,
 def test_an_idle_worker_picks_a_job_up_and_cancels_a_stopped_run_on_the_events_alone(
         running: Running, clock: FakeClock, travis: TravisEmulator, wire: Wire) -> None:
     wait_until("the worker's first poll, after which it idles", lambda: running.polls() >= 1)
-    assert running.worker.events is not None and running.worker.events.running
+    assert running.worker.events is not None and running.worker.events.running  # started first
     polls_before = running.polls()
     travis.set_schedule(SLUG, start_after=1, finish_after=100_000)
 
