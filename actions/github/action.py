@@ -253,6 +253,13 @@ class GitHubAction(Action):
             try:
                 answer = self.client.get_run(target.endpoint, target.repo, run_id)
             except GitHubError as error:
+                dispatched = job.run.get("dispatched_at")
+                if error.status == 404 and isinstance(dispatched, (int, float)) and (
+                        now - dispatched < self.give_up_after):
+                    # The dispatch named this run, so it exists; GitHub may not serve it yet.
+                    return InProgress(RunDetails(str(run_id), f"GitHub run {run_id} "
+                                                 "dispatched; waiting for GitHub to show it",
+                                                 0), check_in=self._soon())
                 return outcome_for(error, target.where, f"read run {run_id}", now)
             return self._judged(answer.body, target, job, revision, answer)
         dispatched = job.run.get("dispatched_at")

@@ -160,6 +160,9 @@ def _config_fix(error: GitHubError, where: Where) -> str:
         return (f"add a workflow_dispatch trigger to {where.workflow} (on: workflow_dispatch: "
                 "with the inputs cpworker_marker and cpworker_revision, see the README's "
                 "\"The GitHub Actions action\") and push it to the default branch")
+    if error.status == 422 and "required input" in text:
+        return (f"give every required input of {where.workflow} a value in the action's "
+                "Inputs property (a JSON object), or a default in the workflow")
     if error.status == 422 and "input" in text:
         return (f"declare every input the action sends under on.workflow_dispatch.inputs of "
                 f"{where.workflow}: cpworker_marker and cpworker_revision, and the keys of the "
