@@ -12,6 +12,7 @@ to baselines measured in the same run, on the same disk.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import sqlite3
@@ -271,8 +272,10 @@ def table(rows: list[Row]) -> str:
     body = []
     for r in rows:
         met = "" if r.met is None else ("yes" if r.met else "NO")
+        # A figure of zero against a baseline has no ratio worth printing ("infx").
+        ratio = f"{r.ratio:,.3g}x" if math.isfinite(r.ratio) else "-"
         body.append(f"| {r.name} | {r.ours:,.4g} {r.unit} | {r.baseline_name} | "
-                    f"{r.baseline:,.4g} {r.unit} | {r.ratio:,.3g}x | {r.target} | {met} |")
+                    f"{r.baseline:,.4g} {r.unit} | {ratio} | {r.target} | {met} |")
     return "\n".join([*head, *body])
 
 

@@ -57,6 +57,7 @@ from engine.codepipeline import CodePipeline
 from engine.devtools.emulator import CodePipelineEmulator, EmulatorServer, Request, Response
 from engine.devtools.emulator._cp_events import LocalSqs
 from engine.devtools.testing import ActionHarness, codepipeline_client
+from engine.events import DETAIL_TYPE, SOURCE
 from engine.intake import Intake
 from engine.machine import JobState
 from engine.poller import Poller
@@ -73,6 +74,17 @@ SLUG = "acme/bench"
 TOKEN = "bench-travis-token"
 INSTANT = "Test/Custom/Instant/1"
 TRAVIS = "Test/Custom/Travis/1"
+FOREIGN = {
+    "version": "0", "id": "00000000-0000-4000-8000-000000000000", "detail-type": DETAIL_TYPE,
+    "source": SOURCE, "account": "111111111111", "time": "2026-01-01T00:00:00Z",
+    "region": "us-east-1", "resources": [],
+    "detail": {"pipeline": "warm-up", "version": "1",
+               "execution-id": "00000000-0000-4000-8000-000000000001", "stage": "Test",
+               "action": "WarmUp", "state": "STARTED", "region": "us-east-1",
+               "type": {"owner": "Custom", "category": "Test", "provider": "BenchWarmUp",
+                        "version": "1"}},
+}
+"""An action event of a provider no worker here serves: read and deleted, nothing else."""
 IDLE_MINUTES = 10.0
 """Quiet minutes before a polling-only sample: the poller is then in its longest wait."""
 
@@ -233,10 +245,10 @@ class EventsStack:
         self.thread = threading.Thread(target=self.worker.run, daemon=True, name="bench-worker")
         self.thread.start()
         _wait_until("the worker's first poll", lambda: self.polls() >= 1, 60)
-        # A message that is no event ends the listener's first long poll at once (it is logged
-        # and deleted), which proves it reads, without waiting out an empty 10 s receive.
+        # Another provider's event ends the listener's first long poll at once (it is deleted
+        # as foreign), which proves it reads, without waiting out an empty 10 s receive.
         _wait_until("the events listener made", lambda: self.worker.events is not None, 60)
-        self.sqs.client().send_message(QueueUrl=self.queue, MessageBody='{"bench": "warm-up"}')
+        self.sqs.client().send_message(QueueUrl=self.queue, MessageBody=json.dumps(FOREIGN))
         _wait_until("the events listener reading", lambda: self.worker.events is not None
                     and self.worker.events.last_ok is not None, 60)
 
