@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import replace
 from typing import Any
 
@@ -87,6 +88,8 @@ class GitHubAction(Action):
         self._no_run_details: set[str] = set()
         """API URLs that refused return_run_details (GitHub Enterprise Server <= 3.20); in
         memory, per process: a restarted worker asks once more and learns it again."""
+        self._cancels: OrderedDict[tuple[str, str, int], float] = OrderedDict()
+        """Runs this process asked GitHub to cancel, and when (clock time)."""
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -129,7 +132,8 @@ class GitHubAction(Action):
 
     # The engine's Action.cancel is typed to return Cancelled, but its machine already retries
     # a RetryLater in cancelling and timing_out (engine.decide._retry: bounded by the
-    # attempts, then the report goes on), which is how the cancel looks again later.
+    # attempts, then the report goes on), which is how the cancel looks again later: for the
+    # run of a dispatch that does not show yet, and for a run that goes on after its cancel.
     def cancel(self, job: JobContext) -> Cancelled | RetryLater:  # type: ignore[override]
         target = Target.parse(job.configuration, self.settings.api_url)
         if isinstance(target, Failed):
@@ -329,9 +333,11 @@ class GitHubAction(Action):
         always() condition, or a runner that does not answer, keeps it going; GitHub's answer
         to that is force-cancel ("use it when the run is not responding to cancel", REST docs,
         "Force cancel a workflow run"). The look-again is the engine's retry of the cancel
-        (counted, so bounded by --max-attempts), its attempt number the record of where the
-        cancel stands.
+        (counted, so bounded by --max-attempts). When the gentle cancel went out is kept in
+        this process (a cancel's outcome carries no run data): a worker that restarts
+        meanwhile sends it once more, which GitHub takes as the same request, and waits again.
         """
+        now = job.clock.now()
         run_id = _int(job.run.get("run_id"))
         try:
             if run_id is None:
@@ -342,36 +348,51 @@ class GitHubAction(Action):
                 found = find_run(self.client, target.endpoint, target.repo, job.execution_id,
                                  since=float(dispatched) - CLOCK_SKEW)
                 if not isinstance(found, Mine):
-                    return Cancelled(False, f"{target.where}: the workflow was dispatched at "
-                                     f"{iso(float(dispatched))} but no run showing "
-                                     f"{marker(job.execution_id)} is listed yet; one may still "
-                                     "start: cancel it on GitHub if it does")
+                    if now - dispatched < self.give_up_after:
+                        # Once, when it must show (its dispatch landed within its timeouts):
+                        # every look uses up one of the cancel's attempts.
+                        after = max(self._soon(), dispatched + self.submit_grace - now)
+                        return RetryLater(
+                            f"{target.where}: the workflow was dispatched at "
+                            f"{iso(float(dispatched))} and no run showing "
+                            f"{marker(job.execution_id)} is listed yet; looking again in "
+                            f"{after:g} s to cancel it", after=after, counted=True)
+                    return Cancelled(True, f"{target.where}: no run showing "
+                                     f"{marker(job.execution_id)} appeared since the dispatch "
+                                     f"at {iso(float(dispatched))}; nothing to cancel")
                 run_id = run_id_of(found.run)
                 assert run_id is not None  # find_run skips runs without an id
             url = target.run_url(run_id)
+            key = (target.endpoint.url, target.repository, run_id)
             done = _conclusion(self.client.get_run(target.endpoint, target.repo, run_id))
+            with self._lock:
+                sent = self._cancels.get(key)
             if done is not None:
-                how = "was cancelled" if job.attempt > 0 else "had already finished"
+                how = "was cancelled" if sent is not None else "had already finished"
                 return Cancelled(True, f"{target.where}: run {run_id} {how} ({done}; {url})")
-            if job.attempt == 0:
+            if sent is None:
                 if not self.client.cancel_run(target.endpoint, target.repo, run_id):
                     # 409: GitHub will not cancel it gently; force-cancel what still runs.
                     return self._force(target, run_id, url, "refused to cancel it gently (409)")
+                with self._lock:
+                    self._cancels[key] = now
+                    while len(self._cancels) > 4096:
+                        self._cancels.popitem(last=False)
                 return RetryLater(
                     f"{target.where}: GitHub accepted the cancel of run {run_id} ({url}); "
                     f"looking again in {CANCEL_RECHECK:g} s, and force-cancelling it if it "
                     f"still runs {FORCE_CANCEL_AFTER:g} s after the cancel",
                     after=CANCEL_RECHECK, counted=True)
-            if job.attempt == 1:
+            left = sent + FORCE_CANCEL_AFTER - now
+            if left > 0:
                 return RetryLater(
-                    f"{target.where}: run {run_id} still runs {CANCEL_RECHECK:g} s after its "
-                    f"cancel ({url}); force-cancelling it if it still runs "
-                    f"{FORCE_CANCEL_AFTER - CANCEL_RECHECK:g} s from now",
-                    after=FORCE_CANCEL_AFTER - CANCEL_RECHECK, counted=True)
+                    f"{target.where}: run {run_id} still runs {now - sent:g} s after its "
+                    f"cancel ({url}); force-cancelling it if it still runs {left:g} s from now",
+                    after=left, counted=True)
             return self._force(target, run_id, url,
-                               f"still ran {FORCE_CANCEL_AFTER:g} s after its cancel")
+                               f"still ran {now - sent:g} s after its cancel")
         except GitHubError as error:
-            outcome = outcome_for(error, target.where, "cancel the run", job.clock.now())
+            outcome = outcome_for(error, target.where, "cancel the run", now)
             text = outcome.message if isinstance(outcome, Failed) else outcome.reason
             return Cancelled(False, text)
 

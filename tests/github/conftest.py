@@ -136,10 +136,11 @@ class Job:
 
     def __init__(self, clock: FakeClock, execution_id: str = EXECUTION, *,
                  revision: str | None = REVISION, intended_at: float | None = None,
-                 **config: str | None) -> None:
+                 config: Mapping[str, str | None] | None = None,
+                 **more: str | None) -> None:
         self.clock = clock
         self.execution_id = execution_id
-        self.configuration = configuration(**config)
+        self.configuration = configuration(**{**(config or {}), **more})
         self.run: dict[str, Any] = {}
         self.details: RunDetails | None = None
         self.intended_at = clock.now() if intended_at is None else intended_at

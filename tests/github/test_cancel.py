@@ -6,7 +6,7 @@ from actions.github import GitHubAction
 from actions.github.action import CANCEL_RECHECK, FORCE_CANCEL_AFTER
 from actions.github.emulator import GitHubEmulator
 from engine import Cancelled, FakeClock, RetryLater
-from tests.github.conftest import REPO, RUN_DELAY, Job, Wire, ghes
+from tests.github.conftest import REPO, Job, Wire, ghes, make_action
 
 
 def test_a_cancel_is_checked_a_little_later_and_then_done(
@@ -19,6 +19,7 @@ def test_a_cancel_is_checked_a_little_later_and_then_done(
     clock.advance(CANCEL_RECHECK)
     second = action.cancel(job.context(attempt=1))
     assert isinstance(second, Cancelled) and second.ok and "was cancelled" in second.message
+    assert "(cancelled;" in second.message
     assert github.runs(REPO)[0]["conclusion"] == "cancelled"
     assert len(wire.calls("POST", "/cancel")) == 1 and wire.calls("POST", "/force-cancel") == []
 
@@ -58,13 +59,43 @@ def test_in_ghes_mode_the_run_is_found_by_marker_to_be_cancelled(
     action: GitHubAction, github: GitHubEmulator, clock: FakeClock
 ) -> None:
     ghes(github)
+    github.set_schedule(REPO, finish_after=3600.0)
     job = Job(clock)
     job.submit(action)
     early = action.cancel(job.context())
-    assert isinstance(early, Cancelled) and not early.ok and "may still start" in early.message
-    clock.advance(RUN_DELAY)
-    assert isinstance(action.cancel(job.context()), RetryLater)
+    assert isinstance(early, RetryLater) and "is listed yet" in early.reason
+    assert early.after == action.submit_grace
+    assert not github.runs(REPO)[0]["cancel_requested"]
+    clock.advance(early.after)
+    assert isinstance(action.cancel(job.context(attempt=1)), RetryLater)
     assert github.runs(REPO)[0]["cancel_requested"]
+
+
+def test_a_dispatch_whose_run_never_shows_has_nothing_to_cancel(
+    action: GitHubAction, github: GitHubEmulator, clock: FakeClock
+) -> None:
+    ghes(github)
+    job = Job(clock, Workflow="no-run-name.yml")
+    job.submit(action)
+    clock.advance(action.give_up_after)
+    outcome = action.cancel(job.context(attempt=3))
+    assert isinstance(outcome, Cancelled) and outcome.ok and "appeared" in outcome.message
+
+
+def test_a_worker_that_restarted_sends_the_cancel_again_then_forces(
+    action: GitHubAction, github: GitHubEmulator, clock: FakeClock, url: str
+) -> None:
+    github.set_schedule(REPO, finish_after=3600.0, ignore_cancel=True)
+    job = Job(clock)
+    job.submit(action)
+    assert isinstance(action.cancel(job.context()), RetryLater)
+    clock.advance(CANCEL_RECHECK)
+    restarted = make_action(url)
+    again = restarted.cancel(job.context(attempt=1))
+    assert isinstance(again, RetryLater) and again.after == CANCEL_RECHECK
+    clock.advance(FORCE_CANCEL_AFTER)
+    forced = restarted.cancel(job.context(attempt=2))
+    assert isinstance(forced, Cancelled) and "force-cancelled" in forced.message
 
 
 def test_nothing_dispatched_means_nothing_to_cancel(

@@ -31,7 +31,7 @@ from tests.github.conftest import READ_ONLY, REPO, TOKEN, Job, Wire, configurati
 def test_a_wrong_property_fails_as_configuration_error_naming_it(
     changes: dict[str, str], named: str, action: GitHubAction, clock: FakeClock, wire: Wire
 ) -> None:
-    outcome = Job(clock, **changes).submit(action)
+    outcome = Job(clock, config=changes).submit(action)
     assert isinstance(outcome, Failed)
     assert outcome.failure_type is FailureType.CONFIGURATION_ERROR
     assert named in outcome.message and "Fix:" in outcome.message
@@ -61,7 +61,7 @@ def test_githubs_refusals_become_failures_with_the_fix(
     changes: dict[str, str], failure_type: FailureType, says: str, action: GitHubAction,
     github: GitHubEmulator, clock: FakeClock,
 ) -> None:
-    outcome = Job(clock, **changes).submit(action)
+    outcome = Job(clock, config=changes).submit(action)
     assert isinstance(outcome, Failed), outcome
     assert outcome.failure_type is failure_type
     assert says in outcome.message and "Fix:" in outcome.message

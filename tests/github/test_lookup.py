@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from actions.github import Endpoint, GitHubClient, Repo, marker
+from actions.github import MARKER_INPUT, REVISION_INPUT, Endpoint, GitHubClient, Repo, marker
 from actions.github.emulator import GitHubEmulator
 from actions.github.lookup import Absent, Mine, Unsure, find_run, iso
 from engine import FakeClock
 from engine.devtools.emulator import Response
 from tests.github.conftest import (
     EXECUTION,
-    MARKER_INPUT,
     NAME,
     OWNER,
     REF,
     REVISION,
-    REVISION_INPUT,
     RUN_DELAY,
     TOKEN,
     WORKFLOW,
