@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from engine import defaults
 from engine.clock import Clock
 from engine.errors import ConfigurationProblem, CpworkerError
-from engine.outcomes import JSON, ActionOutcome, Cancelled, RunDetails
+from engine.outcomes import JSON, ActionOutcome, Cancelled, RetryLater, RunDetails
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -259,8 +259,11 @@ class Action(ABC):
         """
         return None
 
-    def cancel(self, job: JobContext) -> Cancelled:
-        """Stop the external run because nobody wants its result any more."""
+    def cancel(self, job: JobContext) -> Cancelled | RetryLater:
+        """Stop the external run because nobody wants its result any more.
+
+        RetryLater asks to be called again (a run that does not show yet, a cancel that did not
+        take): the machine retries within its attempts, then reports regardless."""
         return Cancelled(True, "this action has nothing to cancel")
 
     def close(self) -> None:  # noqa: B027 - optional hook, most actions hold nothing

@@ -130,11 +130,10 @@ class GitHubAction(Action):
             return None
         return _scrubbed(found, target.endpoint.token)
 
-    # The engine's Action.cancel is typed to return Cancelled, but its machine already retries
-    # a RetryLater in cancelling and timing_out (engine.decide._retry: bounded by the
-    # attempts, then the report goes on), which is how the cancel looks again later: for the
-    # run of a dispatch that does not show yet, and for a run that goes on after its cancel.
-    def cancel(self, job: JobContext) -> Cancelled | RetryLater:  # type: ignore[override]
+    # A RetryLater in cancelling and timing_out is retried (engine.decide._retry: bounded by
+    # the attempts, then the report goes on), which is how the cancel looks again later: for
+    # the run of a dispatch that does not show yet, and for a run that goes on after its cancel.
+    def cancel(self, job: JobContext) -> Cancelled | RetryLater:
         target = Target.parse(job.configuration, self.settings.api_url)
         if isinstance(target, Failed):
             return Cancelled(False, target.message)
