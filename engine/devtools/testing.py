@@ -117,7 +117,10 @@ class ActionHarness:
             progressed = self.step()
             jobs = self.store.by_execution(execution_id)
             if jobs and all(j.final for j in jobs) and not self._continuation_owed(execution_id):
-                return jobs[-1]
+                # The job that ended the execution: jobs created at one fake moment sort by id,
+                # so the newest is not always last; every other job handed on.
+                return next((j for j in reversed(jobs) if j.state is not JobState.HANDED_ON),
+                            jobs[-1])
             if progressed:
                 continue  # a continuation job may be waiting to be polled: no time passes yet
             due = self.store.earliest_due(self.clock.now())
