@@ -6,8 +6,11 @@ here asserts a speed.
 - **Upload memory**: a child process uploads one large file with JobArtifacts.upload (SSE-KMS,
   multipart) to moto's S3 running in *another* child, so only the uploader's memory is read;
   the baseline is boto3's own upload_file (s3transfer, default TransferConfig) of the same file
-  in the same kind of child. The file is written in 1 MiB chunks of os.urandom into the bench's
-  temporary directory and removed afterwards: it never sits in memory whole.
+  in the same kind of child. The growth is the child's peak RSS during the upload (VmHWM, reset
+  just before it; ru_maxrss would also hold the peak of the process the child was spawned from)
+  minus its RSS just before, after a warm-up (imports, the client, a small upload). The file is
+  written in 1 MiB chunks of os.urandom into the bench's temporary directory and removed
+  afterwards: it never sits in memory whole.
 - **Pick-up after idle**: a real Worker (its loops on threads, the real clock) against the
   CodePipeline emulator on 127.0.0.1, which publishes its action events to an SQS queue on moto
   that the worker reads. "Idle" is the state of a worker after ten quiet minutes: its poller in
