@@ -148,6 +148,14 @@ def emulator(host: str, port: int, ports_for: tuple[str, ...], ack_timeout: floa
         job_retention=None if job_retention < 0 else job_retention,
         max_batch_size=max_batch_size or None, seed=seed, s3_endpoint=s3_endpoint,
         credentials_ttl=credentials_ttl)
+    # Before anything is printed: whoever reads the URLs may stop us at once (a test, a script).
+    stopped = threading.Event()
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     with ExitStack() as stack:
         cp_server = stack.enter_context(_listening(EmulatorServer(codepipeline, host, port),
                                                    "--port"))
@@ -174,13 +182,6 @@ def emulator(host: str, port: int, ports_for: tuple[str, ...], ack_timeout: floa
         click.echo(f"\nSeed {seed} (--seed {seed} repeats this run's ids and faults). "
                    "Press Ctrl-C to stop.")
         sys.stdout.flush()
-        stopped = threading.Event()
-
-        def _stop(_signum: int, _frame: FrameType | None) -> None:
-            stopped.set()
-
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
         while not stopped.wait(1.0):
             pass
     click.echo("emulators stopped")
