@@ -762,3 +762,19 @@ def test_the_first_recorded_upload_of_an_artifact_stands(store: EventStore) -> N
     store.record_upload({**row, "artifact": "Other", "etag": '"e3"'})
     assert [u["artifact"] for u in store.uploads("exec-1")] == ["BuildOutput", "Other"]
     assert store.uploads("exec-2") == []
+
+
+def test_unfinished_jobs_of_a_pipeline_execution_are_found_by_its_id(store: EventStore) -> None:
+    """What an action event (engine.events) names is the pipeline execution, kept in the
+    pipeline context's JSON: the lookup reads it on SQLite and PostgreSQL alike, and skips
+    finished jobs."""
+    for job_id, pipeline_execution in (("job-a", "pe-1"), ("job-b", "pe-2"), ("job-c", "pe-1")):
+        store.commit([first(job_id, T0, f"exec-{job_id}",
+                            pipeline={"pipeline_name": "demo", "stage": "Build",
+                                      "pipeline_execution_id": pipeline_execution})])
+    done = store.get("job-c")
+    assert done is not None
+    store.commit([then(done, T0 + 1, NewEvent("job_lost", {"reason": "another worker"}))])
+    assert [j.job_id for j in store.unfinished_in_pipeline_execution("pe-1")] == ["job-a"]
+    assert [j.job_id for j in store.unfinished_in_pipeline_execution("pe-2")] == ["job-b"]
+    assert store.unfinished_in_pipeline_execution("pe-3") == []
