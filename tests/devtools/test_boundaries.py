@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from actions.travis import TravisAction
+from engine.action import available_actions, load_action
 from engine.devtools.emulator import CodePipelineEmulator, EmulatorServer
 from engine.devtools.testing import codepipeline_client
 from tests.devtools.conftest import REPO, subprocess_env
@@ -50,9 +50,11 @@ def test_the_worker_process_loads_no_dev_tool(
     tmp_path: Path, codepipeline_emulator: tuple[CodePipelineEmulator, EmulatorServer]
 ) -> None:
     _, server = codepipeline_emulator
-    # The Travis type registered, so the run polls it for real (an unknown type exits 4).
-    codepipeline_client(server.url).create_custom_action_type(
-        **TravisAction.definition().document)
+    # Every installed action's type registered, so the run polls each for real (an unknown
+    # type exits 4).
+    client = codepipeline_client(server.url)
+    for cls in (load_action(name) for name in sorted(available_actions())):
+        client.create_custom_action_type(**cls.definition().document)
     dump = tmp_path / "modules.json"
     env = {**subprocess_env(), "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
@@ -63,7 +65,9 @@ def test_the_worker_process_loads_no_dev_tool(
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     loaded = json.loads(dump.read_text())
-    assert "engine.worker" in loaded and "actions.travis" in loaded  # it did run, with Travis
+    # it did run, with both shipped actions
+    assert {"engine.worker", "actions.travis", "actions.github"} <= set(loaded)
     unwanted = [name for name in loaded if name.startswith(
-        ("engine.devtools", "actions.travis.emulator", "pytest", "_pytest", "tests"))]
+        ("engine.devtools", "actions.travis.emulator", "actions.github.emulator", "pytest",
+         "_pytest", "tests"))]
     assert unwanted == []
