@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import multiprocessing
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from engine.errors import StoreFailure
+from engine.history import replay_jobs
 from engine.store import open_store
 from engine.store.sql import HEAD_REVISION
 from tests.store.builders import T0, write
@@ -78,5 +80,18 @@ def test_a_database_newer_than_the_code_is_refused(store_url: str) -> None:
             assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).all() == [
                 ("0099",)]
         assert store.get("job-a") is not None
+    finally:
+        store.close()
+
+
+def test_the_example_database_is_at_this_codes_schema() -> None:
+    """The README reads state.db.example with jobs, inspect and replay, which open a database
+    read-only and never migrate it: a new migration must come with a regenerated example
+    (scripts/make_example_db.py)."""
+    example = Path(__file__).resolve().parents[2] / "state.db.example"
+    store = open_store(f"sqlite:///{example}", read_only=True)
+    try:
+        reports = replay_jobs(store, None)
+        assert reports and all(r.ok for r in reports)
     finally:
         store.close()
