@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
 import requests
-from requests.adapters import HTTPAdapter
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from actions._http import PooledClient, json_body, parse_retry_after, snippet
 from actions.github.errors import GitHubError
 from actions.github.settings import READ_TIMEOUT
 from engine import __version__
@@ -82,7 +79,7 @@ class Repo:
         return f"{self.base}/actions/workflows/{quote(self.workflow, safe='')}"
 
 
-class GitHubClient:
+class GitHubClient(PooledClient):
     """The GitHub Actions calls of the action. Thread-safe enough for the engine's effect pool."""
 
     def __init__(
@@ -95,38 +92,10 @@ class GitHubClient:
         sleep: Callable[[float], None] = time.sleep,
         pool_size: int = 16,
     ) -> None:
-        self.timeout = timeout
-        self.attempts = max(1, attempts)
-        # Full jitter: clients retrying the same outage do not come back in step.
-        self._wait = wait_random_exponential(multiplier=wait_initial, max=wait_max)
-        self._sleep = sleep
-        self._pool_size = pool_size
-        self._session: requests.Session | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def session(self) -> requests.Session:
-        with self._lock:
-            return self._session or self._open()
-
-    def _open(self) -> requests.Session:
-        session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self._pool_size)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        session.headers.update({
-            "Accept": "application/vnd.github+json",
-            "X-GitHub-Api-Version": API_VERSION,
-            "User-Agent": USER_AGENT,
-        })
-        self._session = session
-        return session
-
-    def close(self) -> None:
-        with self._lock:
-            if self._session is not None:
-                self._session.close()
-                self._session = None
+        super().__init__({"Accept": "application/vnd.github+json",
+                          "X-GitHub-Api-Version": API_VERSION, "User-Agent": USER_AGENT},
+                         timeout=timeout, attempts=attempts, wait_initial=wait_initial,
+                         wait_max=wait_max, sleep=sleep, pool_size=pool_size)
 
     # ------------------------------------------------------------------ the calls
 
@@ -170,14 +139,9 @@ class GitHubClient:
     def _read(self, endpoint: Endpoint, method: str, path: str,
               params: Mapping[str, str | int] | None = None) -> Answer:
         """A call that is safe to repeat: retried on 5xx and network failures, boundedly."""
-        retrying = Retrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=self._wait,
-            retry=retry_if_exception(lambda e: isinstance(e, GitHubError) and e.transient),
-            sleep=self._sleep,
-            reraise=True,
-        )
-        return retrying(self._call, endpoint, method, path, params=params)
+        retrying = self.retrying(lambda e: isinstance(e, GitHubError) and e.transient)
+        answer: Answer = retrying(self._call, endpoint, method, path, params=params)
+        return answer
 
     def _call(self, endpoint: Endpoint, method: str, path: str, *,
               params: Mapping[str, str | int] | None = None, json: Any = None) -> Answer:
@@ -201,13 +165,13 @@ class GitHubClient:
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                 requests.exceptions.InvalidSchema) as error:
             raise GitHubError(operation, None, f"{endpoint.url!r} cannot be called: "
-                              f"{type(error).__name__}: {_snippet(str(error), 300)}",
+                              f"{type(error).__name__}: {snippet(str(error), 300)}",
                               configuration="ApiUrl") from None
         except requests.RequestException as error:
             record_call("github", counted, "unreachable")
             # requests' text names host and path, never headers: safe to pass on.
             raise GitHubError(operation, None, f"cannot reach {endpoint.url}: "
-                              f"{type(error).__name__}: {_snippet(str(error), 300)}") from None
+                              f"{type(error).__name__}: {snippet(str(error), 300)}") from None
         return _decode(operation, counted, endpoint, response)
 
 
@@ -230,7 +194,7 @@ def _decode(operation: str, counted: str, endpoint: Endpoint,
     headers = response.headers
     remaining = _int(headers.get("x-ratelimit-remaining"))
     reset = _float(headers.get("x-ratelimit-reset"))
-    body = _json_body(response)
+    body = json_body(response)
     status = response.status_code
     throttled = status == 429 or (status == 403 and remaining == 0)
     record_call("github", counted, outcome_of_status(status, throttled))
@@ -238,7 +202,7 @@ def _decode(operation: str, counted: str, endpoint: Endpoint,
         if status != 204 and response.content and not isinstance(body, dict):
             raise GitHubError(operation, status, "the answer is not GitHub's JSON (is ApiUrl "
                               "the API's URL, https://HOST/api/v3?): "
-                              + _snippet(response.text))
+                              + snippet(response.text))
         link = response.links.get("next", {}).get("url")
         same_api = isinstance(link, str) and link.startswith(endpoint.url + "/")
         return Answer(status, body if isinstance(body, dict) else {}, remaining, reset,
@@ -247,7 +211,7 @@ def _decode(operation: str, counted: str, endpoint: Endpoint,
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         raise GitHubError(operation, status, body["message"], retry_after=retry_after,
                           remaining=remaining, reset=reset, details=_errors(body.get("errors")))
-    raise GitHubError(operation, status, _snippet(response.text) or response.reason or "",
+    raise GitHubError(operation, status, snippet(response.text) or response.reason or "",
                       retry_after=retry_after, remaining=remaining, reset=reset)
 
 
@@ -263,16 +227,7 @@ def _errors(value: object) -> str:
                 str(item[k]) for k in ("resource", "field", "code") if item.get(k))))
         elif isinstance(item, str):
             said.append(item)
-    return _snippet("; ".join(s for s in said if s), 500)
-
-
-def _json_body(response: requests.Response) -> Any:
-    if "json" not in response.headers.get("Content-Type", ""):
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return None
+    return snippet("; ".join(s for s in said if s), 500)
 
 
 def _int(value: str | None) -> int | None:
@@ -288,23 +243,3 @@ def _float(value: str | None) -> float | None:
     except ValueError:
         return None
     return number if number is not None and math.isfinite(number) else None
-
-
-def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
-    """retry-after in seconds, from either of its forms (delta seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    seconds = _float(value)
-    if seconds is not None:
-        return max(0.0, seconds)
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, moment.timestamp() - now())
-
-
-def _snippet(text: str, limit: int = 200) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

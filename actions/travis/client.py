@@ -12,20 +12,16 @@ which can look for its marker first, may decide to send it again.
 
 from __future__ import annotations
 
-import math
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
 import requests
-from requests.adapters import HTTPAdapter
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from actions._http import PooledClient, json_body, parse_retry_after, snippet
 from actions.travis.errors import TravisError
 from actions.travis.settings import READ_TIMEOUT
 from engine import __version__
@@ -54,7 +50,7 @@ def repo_path(slug: str) -> str:
     return "/repo/" + quote(slug, safe="")
 
 
-class TravisClient:
+class TravisClient(PooledClient):
     """The Travis API v3 calls of the action. Thread-safe enough for the engine's effect pool."""
 
     def __init__(
@@ -67,39 +63,10 @@ class TravisClient:
         sleep: Callable[[float], None] = time.sleep,
         pool_size: int = 16,
     ) -> None:
-        self.timeout = timeout
-        self.attempts = max(1, attempts)
-        # Full jitter: clients retrying the same outage do not come back in step.
-        self._wait = wait_random_exponential(multiplier=wait_initial, max=wait_max)
-        self._sleep = sleep
-        self._pool_size = pool_size
-        self._session: requests.Session | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def session(self) -> requests.Session:
-        with self._lock:
-            return self._session or self._open()
-
-    def _open(self) -> requests.Session:
-        session = requests.Session()
-        # As many pooled connections as the engine runs effects, so none is thrown away.
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self._pool_size)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        session.headers.update({
-            "Travis-API-Version": "3",
-            "Accept": "application/json",
-            "User-Agent": USER_AGENT,
-        })
-        self._session = session
-        return session
-
-    def close(self) -> None:
-        with self._lock:
-            if self._session is not None:
-                self._session.close()
-                self._session = None
+        super().__init__({"Travis-API-Version": "3", "Accept": "application/json",
+                          "User-Agent": USER_AGENT},
+                         timeout=timeout, attempts=attempts, wait_initial=wait_initial,
+                         wait_max=wait_max, sleep=sleep, pool_size=pool_size)
 
     # ------------------------------------------------------------------ the calls
 
@@ -163,14 +130,9 @@ class TravisClient:
     def _read(self, endpoint: Endpoint, method: str, path: str,
               params: Mapping[str, str | int] | None = None) -> dict[str, Any]:
         """A call that is safe to repeat: retried on 5xx and network failures, boundedly."""
-        retrying = Retrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=self._wait,
-            retry=retry_if_exception(lambda e: isinstance(e, TravisError) and e.transient),
-            sleep=self._sleep,
-            reraise=True,
-        )
-        return retrying(self._call, endpoint, method, path, params=params)
+        retrying = self.retrying(lambda e: isinstance(e, TravisError) and e.transient)
+        result: dict[str, Any] = retrying(self._call, endpoint, method, path, params=params)
+        return result
 
     def _call(self, endpoint: Endpoint, method: str, path: str, *,
               params: Mapping[str, str | int] | None = None,
@@ -200,13 +162,13 @@ class TravisClient:
                 requests.exceptions.InvalidSchema) as error:
             raise TravisError(operation, None, "invalid_url",
                               f"{endpoint.url!r} cannot be called: {type(error).__name__}: "
-                              f"{_snippet(str(error), 300)}", configuration="ApiUrl") from None
+                              f"{snippet(str(error), 300)}", configuration="ApiUrl") from None
         except requests.RequestException as error:
             record_call("travis", counted, "unreachable")
             # requests' text names host and path, never headers: safe to pass on.
             raise TravisError(operation, None, "connection_error",
                               f"cannot reach {endpoint.url}: {type(error).__name__}: "
-                              f"{_snippet(str(error), 300)}") from None
+                              f"{snippet(str(error), 300)}") from None
         record_call("travis", counted, outcome_of_status(response.status_code))
         return _decode(operation, response)
 
@@ -221,13 +183,13 @@ _IDS = re.compile(r"/\d+(?=/|$)")
 
 
 def _decode(operation: str, response: requests.Response) -> dict[str, Any]:
-    body = _json_body(response)
+    body = json_body(response)
     if 200 <= response.status_code < 300:
         if isinstance(body, dict):
             return body
         raise TravisError(operation, response.status_code, "not_travis",
                           "the answer is not Travis API v3 JSON (is ApiUrl the API's URL?): "
-                          + _snippet(response.text))
+                          + snippet(response.text))
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
     if isinstance(body, dict) and isinstance(body.get("error_type"), str):
         raise TravisError(operation, response.status_code, body["error_type"],
@@ -239,7 +201,7 @@ def _decode(operation: str, response: requests.Response) -> dict[str, Any]:
     if response.status_code == 403:
         kind = _FORBIDDEN_TEXTS.get(response.text.strip().lower(), kind)
     raise TravisError(operation, response.status_code, kind,
-                      _snippet(response.text) or response.reason or kind, retry_after=retry_after)
+                      snippet(response.text) or response.reason or kind, retry_after=retry_after)
 
 
 _FORBIDDEN_TEXTS = {
@@ -249,35 +211,3 @@ _FORBIDDEN_TEXTS = {
 """Travis's two plain-text 403s: rack-attack's default blocklist answer to a banned client
 (lib/travis/api/attack.rb, rack-attack's DEFAULT_BLOCKLISTED_RESPONSE), and the ScopeCheck
 middleware's answer to a token it cannot find (app/middleware/scope_check.rb)."""
-
-
-def _json_body(response: requests.Response) -> Any:
-    if "json" not in response.headers.get("Content-Type", ""):
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
-    """Retry-After in seconds, from either of its forms (delta seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, moment.timestamp() - now())
-
-
-def _snippet(text: str, limit: int = 200) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

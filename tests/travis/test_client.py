@@ -11,8 +11,8 @@ import pytest
 import requests
 
 import engine
+from actions._http import parse_retry_after
 from actions.travis import Endpoint, TravisClient, TravisError
-from actions.travis.client import parse_retry_after
 from actions.travis.emulator import TravisEmulator
 from engine.devtools.emulator import Response
 from engine.metrics import API_CALLS
