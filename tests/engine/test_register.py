@@ -53,3 +53,15 @@ def test_a_changed_definition_under_the_same_version_is_refused_with_the_rule(
     assert "never changes a custom action type under the same version" in message
     code, output = cli(server, "tests.actions.ledger:LedgerAction")
     assert code == 0 and "exists" in output
+
+
+@pytest.mark.parametrize(("name", "type_id"), [("travis", "Test/Custom/Travis/1"),
+                                               ("github", "Test/Custom/GitHubActions/1")])
+def test_both_shipped_actions_register_by_name(
+    codepipeline_emulator: tuple[CodePipelineEmulator, EmulatorServer], name: str, type_id: str,
+) -> None:
+    """`cpworker register travis` and `cpworker register github`, as the README says."""
+    emulator, server = codepipeline_emulator
+    assert cli(server, name) == (0, f"{type_id}: created\n")
+    assert cli(server, name) == (0, f"{type_id}: exists\n")
+    assert [t["id"]["provider"] for t in emulator.action_types()] == [type_id.split("/")[2]]
