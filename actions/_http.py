@@ -11,12 +11,31 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from engine import __version__
+
+USER_AGENT = f"cpworker/{__version__}"
+CONNECT_TIMEOUT = 5.0
+ATTEMPTS = 3
+"""Tries of one repeatable call before its failure goes to the engine, which retries later."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and as whom to call: an API base URL and a token (kept out of repr)."""
+
+    url: str
+    token: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "url", self.url.rstrip("/"))
 
 
 class PooledClient:

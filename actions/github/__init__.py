@@ -5,8 +5,9 @@ Register the type with `cpworker register github` (the definition is github.json
 file); the worker finds the action through the entry point `github = actions.github:GitHubAction`.
 """
 
+from actions._http import Endpoint
 from actions.github.action import GitHubAction
-from actions.github.client import DEFAULT_API_URL, Endpoint, GitHubClient, Repo
+from actions.github.client import DEFAULT_API_URL, GitHubClient, Repo
 from actions.github.errors import GitHubError
 from actions.github.lookup import marker
 from actions.github.target import MARKER_INPUT, REVISION_INPUT

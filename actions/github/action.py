@@ -23,7 +23,8 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import Any
 
-from actions.github.client import CONNECT_TIMEOUT, Answer, GitHubClient
+from actions._http import CONNECT_TIMEOUT
+from actions.github.client import Answer, GitHubClient
 from actions.github.errors import GitHubError, outcome_for
 from actions.github.lookup import CLOCK_SKEW, Absent, Mine, find_run, iso, marker, run_id_of
 from actions.github.report import judge

@@ -17,37 +17,30 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
-from actions._http import PooledClient, json_body, parse_retry_after, snippet
+from actions._http import (
+    ATTEMPTS,
+    CONNECT_TIMEOUT,
+    USER_AGENT,
+    Endpoint,
+    PooledClient,
+    json_body,
+    parse_retry_after,
+    snippet,
+)
 from actions.github.errors import GitHubError
 from actions.github.settings import READ_TIMEOUT
-from engine import __version__
 from engine.metrics import outcome_of_status, record_call
 
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
-USER_AGENT = f"cpworker/{__version__}"
-CONNECT_TIMEOUT = 5.0
-ATTEMPTS = 3
-"""Tries of one repeatable call before its failure goes to the engine, which retries later."""
 PAGE = 100
 """Runs per page: GitHub's maximum per_page."""
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where and as whom to call: a GitHub API base URL and a token (kept out of repr)."""
-
-    url: str
-    token: str = field(repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "url", self.url.rstrip("/"))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from actions.github.client import Endpoint, GitHubClient, Repo
+from actions._http import Endpoint
+from actions.github.client import GitHubClient, Repo
 
 MAX_PAGES = 10
 """Pages (of 100) read before the lookup gives up telling: a thousand dispatched runs of one

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-from actions.github.client import DEFAULT_API_URL, Endpoint, Repo
+from actions._http import Endpoint
+from actions.github.client import DEFAULT_API_URL, Repo
 from actions.github.errors import Where
 from actions.github.settings import API_URL_ENV
 from engine import Failed, FailureType

@@ -4,8 +4,9 @@ Register the type with `cpworker register travis` (the definition is travis.json
 file); the worker finds the action through the entry point `travis = actions.travis:TravisAction`.
 """
 
+from actions._http import Endpoint
 from actions.travis.action import TravisAction, marker
-from actions.travis.client import DEFAULT_API_URL, Endpoint, TravisClient
+from actions.travis.client import DEFAULT_API_URL, TravisClient
 from actions.travis.errors import TravisError
 from actions.travis.pacing import PostPacer
 

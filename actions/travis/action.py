@@ -19,7 +19,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from actions.travis.client import CONNECT_TIMEOUT, TravisClient
+from actions._http import CONNECT_TIMEOUT
+from actions.travis.client import TravisClient
 from actions.travis.errors import TravisError, outcome_for
 from actions.travis.lookup import (
     CLOCK_SKEW,

@@ -15,34 +15,26 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
-from actions._http import PooledClient, json_body, parse_retry_after, snippet
+from actions._http import (
+    ATTEMPTS,
+    CONNECT_TIMEOUT,
+    USER_AGENT,
+    Endpoint,
+    PooledClient,
+    json_body,
+    parse_retry_after,
+    snippet,
+)
 from actions.travis.errors import TravisError
 from actions.travis.settings import READ_TIMEOUT
-from engine import __version__
 from engine.metrics import outcome_of_status, record_call
 
 DEFAULT_API_URL = "https://api.travis-ci.com"
-USER_AGENT = f"cpworker/{__version__}"
-CONNECT_TIMEOUT = 5.0
-ATTEMPTS = 3
-"""Tries of one idempotent call before its failure goes to the engine, which retries later."""
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where and as whom to call: a Travis API base URL and a token (kept out of repr)."""
-
-    url: str
-    token: str = field(repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "url", self.url.rstrip("/"))
 
 
 def repo_path(slug: str) -> str:

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from actions.travis.client import Endpoint, TravisClient
+from actions._http import Endpoint
+from actions.travis.client import TravisClient
 
 PAGE = 100
 """Requests per page: Travis's maximum (`paginator.rb`)."""

@@ -14,7 +14,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-from actions.travis.client import DEFAULT_API_URL, Endpoint
+from actions._http import Endpoint
+from actions.travis.client import DEFAULT_API_URL
 from actions.travis.errors import Where
 from actions.travis.settings import API_URL_ENV
 from engine import Failed, FailureType
