@@ -26,6 +26,7 @@ from pathlib import Path
 
 from engine import defaults
 from tests.bench import aws_bench, baselines, engine_bench, steady
+from tests.bench.table import Row, median
 
 
 @dataclass(frozen=True)
@@ -61,28 +62,6 @@ SMOKE = Sizes(runs=1, e2e_jobs=60, dbos_workflows=5, append_jobs=40, es_aggregat
               sa_rows=40, history=100, in_flight=300, due=100, api_jobs=5, steady_seconds=20.0,
               steady_every=2.0, upload_mb=32, zip_mb=16, pickup_executions=3,
               pickup_poll_interval=3.0, pickup_samples=5, cancel_executions=2, cancel_samples=2)
-
-
-@dataclass
-class Row:
-    name: str
-    ours: float
-    unit: str
-    baseline_name: str
-    baseline: float
-    higher_is_better: bool
-    target: str = ""
-    met: bool | None = None
-
-    @property
-    def ratio(self) -> float:
-        if self.higher_is_better:
-            return self.ours / self.baseline if self.baseline else float("inf")
-        return self.baseline / self.ours if self.ours else float("inf")
-
-
-def median(runs: int, measure: Callable[[], float]) -> float:
-    return statistics.median(measure() for _ in range(runs))
 
 
 def machine() -> str:
