@@ -21,6 +21,11 @@ and read cost a quarter of the scheduler's time. A SQL shell shows them with
 
 JSONData = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
+UNFINISHED = sa.text("next_due_at IS NOT NULL")
+"""The rows of jobs not in a final state (engine.projection clears next_due_at at the end)."""
+LEASED = sa.text("lease_owner IS NOT NULL")
+"""The rows some worker holds or held a lease on, never a finished job's."""
+
 events = sa.Table(
     "events",
     metadata,
@@ -45,7 +50,7 @@ jobs = sa.Table(
     sa.Column("created_at", UTCTime, nullable=False),
     sa.Column("updated_at", UTCTime, nullable=False),
     sa.Column("last_seq", sa.Integer, nullable=False),
-    sa.Column("next_due_at", UTCTime, nullable=True, index=True),
+    sa.Column("next_due_at", UTCTime, nullable=True),
     sa.Column("pipeline", JSONData, nullable=False),
     sa.Column("nonce", sa.String(100), nullable=True),
     sa.Column("external_id", sa.String(1500), nullable=True),
@@ -60,17 +65,28 @@ jobs = sa.Table(
     sa.Column("run_started_at", UTCTime, nullable=True),
     sa.Column("reason", sa.Text, nullable=True),
     sa.Column("intent_by", sa.String(200), nullable=True),
-    sa.Column("lease_owner", sa.String(200), nullable=True, index=True),
+    sa.Column("lease_owner", sa.String(200), nullable=True),
     sa.Column("lease_expires_at", UTCTime, nullable=True),
     sa.Column("armed_until", UTCTime, nullable=True),
     sa.Column("armings", sa.Integer, nullable=False, server_default="0"),
     sa.Column("intended_at", UTCTime, nullable=True),
-    sa.Index("ix_jobs_action_next_due_at", "action", "next_due_at"),
+    sa.Index("ix_jobs_unfinished_due", "next_due_at",
+             sqlite_where=UNFINISHED, postgresql_where=UNFINISHED),
+    sa.Index("ix_jobs_unfinished_action_due", "action", "next_due_at",
+             sqlite_where=UNFINISHED, postgresql_where=UNFINISHED),
+    sa.Index("ix_jobs_leased_owner", "lease_owner",
+             sqlite_where=LEASED, postgresql_where=LEASED),
 )
 """The projection: one row per job, updated in the same transaction as each append.
 
-(action, next_due_at) serves claims, due times and capacity of workers that run only some
-actions; lease_owner serves release_dead_leases.
+The scheduling indexes are partial (migration 0007): they hold unfinished jobs only, so they
+stay the size of the work in flight however many finished jobs the log keeps. A final state
+has no due time and no lease, hence the predicates. (next_due_at) serves claims and due times
+of a worker running every action, (action, next_due_at) those of workers that run only some
+actions and their capacity counts, lease_owner release_dead_leases and the leases an owner
+holds. A query reaches them only if its WHERE implies the predicate (SQLite takes it
+literally): `next_due_at IS NOT NULL`, or a comparison on next_due_at, and the same for
+lease_owner; tests/store/test_query_plans.py checks the plans.
 """
 
 
