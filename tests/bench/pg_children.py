@@ -1,7 +1,7 @@
 """One worker process of the PostgreSQL scale-out benchmark (tests/bench/pg_bench.py).
 
-    python -m tests.bench.pg_children ours URL KIND FIRST COUNT LEDGER
-    python -m tests.bench.pg_children dbos URL KIND FIRST COUNT LEDGER CONCURRENCY POLL
+    python -m tests.bench.pg_children ours URL KIND FIRST COUNT LEDGER LIFETIME
+    python -m tests.bench.pg_children dbos URL KIND FIRST COUNT LEDGER LIFETIME CONCURRENCY POLL
 
 KIND is `instant` (calls return at once) or `io` (each call waits PAUSE seconds, as a real
 action waits on its service). The process gets everything ready (imports, the store or DBOS
@@ -14,6 +14,9 @@ line on stdin: the parent starts every process together that way, so start-up is
 - `dbos`: DBOS on the shared system database; this process enqueues its slice on the shared
   queue and runs whatever its queue thread dequeues, until the parent writes a second line
   (it sees every workflow reported in the ledgers).
+
+A process never outlives LIFETIME seconds: the parent kills its processes when a run fails,
+and this bounds one whose parent was itself killed.
 
 Either way every submit and every report is appended to LEDGER, one line each (`S job-0000042`,
 `R job-0000042`), with O_APPEND: the parent counts duplicate effects from these lines, not from
@@ -189,7 +192,10 @@ def _await_queue_thread(timeout: float = 30.0) -> None:
 
 
 def main(argv: list[str]) -> None:
-    mode, url, kind, first, count, path = argv[:6]
+    mode, url, kind, first, count, path, lifetime = argv[:7]
+    watchdog = threading.Timer(float(lifetime), os._exit, (3,))
+    watchdog.daemon = True
+    watchdog.start()
     if kind not in ("instant", "io"):
         raise SystemExit(f"unknown action kind {kind!r}")
     ledger = Ledger(path)
@@ -197,8 +203,8 @@ def main(argv: list[str]) -> None:
         if mode == "ours":
             result = ours(url, kind, int(first), int(count), ledger)
         elif mode == "dbos":
-            result = dbos(url, kind, int(first), int(count), ledger, int(argv[6]),
-                          float(argv[7]))
+            result = dbos(url, kind, int(first), int(count), ledger, int(argv[7]),
+                          float(argv[8]))
         else:
             raise SystemExit(f"unknown mode {mode!r}")
     finally:
