@@ -250,6 +250,10 @@ def _store_for_run(ctx: click.Context, pool_size: int) -> Any:
          help="On SIGTERM, wait this long for running effects (seconds).")
 @_option("--report-progress/--no-report-progress", env="REPORT_PROGRESS", default=True,
          help="Report progress with continuation tokens (the console links to the run).")
+@_option("--progress", env="PROGRESS", default=defaults.PROGRESS,
+         type=click.Choice(defaults.PROGRESS_MODES),
+         help="When a job hands on before --progress-interval: 'link', once the run's console "
+         "link is known; 'every-change', at each new summary too (more CodePipeline calls).")
 @_option("--progress-interval", env="PROGRESS_INTERVAL", default=defaults.PROGRESS_INTERVAL,
          type=INTERVAL,
          help="Report progress at least this often while a run goes on (seconds).")
@@ -296,7 +300,8 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
         poll_interval: float, poll_interval_min: float, poll_batch: int, check_interval: float,
         max_attempts: int, backoff_initial: float, backoff_max: float,
         continuation_timeout: float, time_budget: float, shutdown_grace: float,
-        report_progress: bool, progress_interval: float, submit_window: float, lease: float,
+        report_progress: bool, progress: str, progress_interval: float, submit_window: float,
+        lease: float,
         job_timeout: float, claim_depth: int, secret_cache: int, secret_max_age: float,
         db_pool_size: int, metrics_port: int | None, metrics_host: str, health_stale: float,
         action_names: tuple[str, ...], query_params: tuple[str, ...],
@@ -325,7 +330,7 @@ def run(ctx: click.Context, until_idle: bool, max_in_flight: int, effect_threads
         poll_interval_min=poll_interval_min, poll_batch=poll_batch, check_interval=check_interval,
         max_attempts=max_attempts, backoff_initial=backoff_initial, backoff_max=backoff_max,
         continuation_timeout=continuation_timeout, time_budget=time_budget,
-        shutdown_grace=shutdown_grace, report_progress=report_progress,
+        shutdown_grace=shutdown_grace, report_progress=report_progress, progress=progress,
         progress_interval=progress_interval, submit_window=submit_window, lease=lease,
         job_timeout=job_timeout, claim_depth=claim_depth, secret_cache=secret_cache,
         secret_max_age=secret_max_age, health_stale=health_stale, query=query,

@@ -68,6 +68,11 @@ class Policy:
     continuation_timeout: float = defaults.CONTINUATION_TIMEOUT
     time_budget: float = defaults.TIME_BUDGET
     report_progress: bool = True
+    progress: str = defaults.PROGRESS
+    """When a job hands on besides the progress interval (PROGRESS_MODES): "link", once, when
+    the external run's id, and so the console's link to it, is first known or changes;
+    "every-change", also whenever the run's summary changes. Each hand-on costs a continuation
+    job: a poll's share, an AcknowledgeJob and a PutJobSuccessResult."""
     progress_interval: float = defaults.PROGRESS_INTERVAL
     """Hand on at least this often while a run goes on: the console's summary stays fresh, and a
     stopped execution is noticed (its next report is refused) without waiting for the run's end."""
@@ -81,6 +86,11 @@ class Policy:
     job_timeout: float = defaults.JOB_TIMEOUT
     """CodePipeline's timeout of a custom action's job (PROTOCOL A2: 24 h). Until it passes,
     CodePipeline may still take a result, so transient report failures are retried until then."""
+
+    def __post_init__(self) -> None:
+        if self.progress not in defaults.PROGRESS_MODES:
+            raise ValueError(f"progress must be one of {', '.join(defaults.PROGRESS_MODES)}, "
+                             f"not {self.progress!r}")
 
 
 class NoDecision(Exception):
@@ -131,7 +141,8 @@ def decide(
             if _should_hand_on(job, outcome.details, policy) or _report_due(job, outcome, now,
                                                                             policy):
                 return [_hand_on(outcome.details, outcome.data)]
-            return [NewEvent("checked", _progress_data(outcome, now, policy, details=None))]
+            return [NewEvent("checked", _progress_data(outcome, now, policy,
+                                                       details=_changed(job, outcome.details)))]
         if isinstance(outcome, Done):
             return [_succeeded(outcome)]
         if isinstance(outcome, Failed):
@@ -396,15 +407,32 @@ def _progress_data(
 
 
 def _should_hand_on(job: Job, details: RunDetails | None, policy: Policy) -> bool:
-    """Report progress (a continuation) when the console would show something new."""
+    """Report progress (a continuation) now, before the progress interval is up?
+
+    By default ("link") only when the external run's id is new: the console links to the run
+    from then on, and what changes later (the summary, the percentage) waits for the interval or
+    the result, recorded in the history meanwhile. A short build so costs one hand-on, two jobs
+    in all. "every-change" also hands on for each new summary, as cpworker did first.
+    """
     if not policy.report_progress or details is None:
         return False
     if details.external_id is None and details.summary is None:
         return False
     previous = RunDetails.from_json(job.details)
-    return previous is None or (previous.external_id, previous.summary) != (
-        details.external_id, details.summary
-    )
+    if policy.progress == "every-change":
+        return previous is None or (previous.external_id, previous.summary) != (
+            details.external_id, details.summary
+        )
+    return details.external_id is not None and (
+        previous is None or previous.external_id != details.external_id)
+
+
+def _changed(job: Job, details: RunDetails | None) -> RunDetails | None:
+    """A check's details when they differ from the job's: kept in the history (and the row, so
+    the next report carries them), and not repeated while nothing changes."""
+    if details is None or details.to_json() == dict(job.details or {}):
+        return None
+    return details
 
 
 def _report_due(job: Job, outcome: InProgress, now: float, policy: Policy) -> bool:

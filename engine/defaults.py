@@ -39,6 +39,13 @@ MAX_ATTEMPTS = 6
 BACKOFF_INITIAL = 2.0
 BACKOFF_MAX = 300.0
 
+PROGRESS = "link"
+"""When a job hands on before its progress interval: "link" (once the run's id, and so the
+console's link, is known) or "every-change" (each new summary too: more continuation jobs, more
+CodePipeline calls). engine.decide.Policy.progress says why."""
+
+PROGRESS_MODES = ("link", "every-change")
+
 PROGRESS_INTERVAL = 300.0
 """Longest time one job holds a running external run before handing on with a progress report;
 that report is also how a stopped execution is noticed while its run goes on."""

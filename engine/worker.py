@@ -129,6 +129,8 @@ class Settings:
     secret_cache: int = defaults.SECRET_CACHE
     secret_max_age: float = defaults.SECRET_MAX_AGE
     report_progress: bool = True
+    progress: str = defaults.PROGRESS
+    """"link" or "every-change": when a job hands on before its progress interval (Policy)."""
     progress_interval: float = defaults.PROGRESS_INTERVAL
     submit_window: float = defaults.SUBMIT_WINDOW
     job_timeout: float = defaults.JOB_TIMEOUT
@@ -179,6 +181,7 @@ class Worker:
                 continuation_timeout=self.settings.continuation_timeout,
                 time_budget=action.time_budget or self.settings.time_budget,
                 report_progress=self.settings.report_progress,
+                progress=self.settings.progress,
                 progress_interval=self.settings.progress_interval,
                 backoff=backoff,
                 submit_window=self.settings.submit_window,

@@ -36,6 +36,9 @@ FLAGS = (
     "--action", "github", "--poll-interval", "0.5", "--poll-interval-min", "0.05",
     "--check-interval", "0.3", "--backoff-initial", "0.1", "--backoff-max", "1",
     "--progress-interval", "2", "--continuation-timeout", "20", "--submit-window", "2",
+    # Every new summary hands on, so the kills land among many reports and continuation jobs
+    # (the chaos kit kills workers in the default mode, --progress link).
+    "--progress", "every-change",
 )
 RUN_NAME = f"Deploy ${{{{ inputs.{REVISION_INPUT} }}}} [${{{{ inputs.{MARKER_INPUT} }}}}]"
 WORKFLOW = "deploy.yml"

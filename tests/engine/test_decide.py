@@ -97,11 +97,50 @@ def test_an_unchanged_run_is_checked_again_when_the_action_asks() -> None:
     assert types(events) == ["checked"] and after.next_due_at == NOW + 5.0
 
 
-def test_a_changed_summary_hands_the_job_on() -> None:
+def test_a_changed_summary_is_recorded_not_sent_by_default() -> None:
     running = job(JobState.RUNNING, details={"external_id": "b", "summary": "created"},
                   run_started_at=NOW - 10)
     events, after = step(running, InProgress(RunDetails("b", "started", 10)), NOW, POLICY)
+    assert types(events) == ["checked"] and after.state is JobState.RUNNING
+    # In the history and the row, so the next report (interval or result) shows it.
+    assert events[0].data["details"] == {"external_id": "b", "summary": "started", "percent": 10}
+    assert after.details == events[0].data["details"]
+    again, _ = step(after, InProgress(RunDetails("b", "started", 10)), NOW + 30, POLICY)
+    assert types(again) == ["checked"] and "details" not in again[0].data
+
+
+def test_every_change_hands_the_job_on_at_a_new_summary() -> None:
+    running = job(JobState.RUNNING, details={"external_id": "b", "summary": "created"},
+                  run_started_at=NOW - 10)
+    chatty = replace(POLICY, progress="every-change")
+    events, after = step(running, InProgress(RunDetails("b", "started", 10)), NOW, chatty)
     assert types(events) == ["progress_changed"] and after.state is JobState.HANDING_ON
+
+
+@pytest.mark.parametrize("progress", ["link", "every-change"])
+def test_a_run_id_first_known_hands_the_job_on_in_either_mode(progress: str) -> None:
+    pending = job(JobState.RUNNING, details={"external_id": None, "summary": "request 9 pending"},
+                  run_started_at=NOW - 10)
+    events, after = step(pending, InProgress(RunDetails("b-9", "created", 0)), NOW,
+                         replace(POLICY, progress=progress))
+    assert types(events) == ["progress_changed"] and after.state is JobState.HANDING_ON
+    assert after.pending is not None
+    assert after.pending["details"]["external_id"] == "b-9"  # type: ignore[index]
+
+
+def test_a_summary_without_a_run_id_waits_by_default() -> None:
+    events, after = step(job(JobState.SUBMITTED),
+                         InProgress(RunDetails(None, "request 9 pending", 0)), NOW, POLICY)
+    assert types(events) == ["run_started"] and after.state is JobState.RUNNING
+    chatty = replace(POLICY, progress="every-change")
+    events, after = step(job(JobState.SUBMITTED),
+                         InProgress(RunDetails(None, "request 9 pending", 0)), NOW, chatty)
+    assert types(events) == ["run_started", "progress_changed"]
+
+
+def test_a_progress_mode_that_does_not_exist_is_refused() -> None:
+    with pytest.raises(ValueError, match="link, every-change"):
+        replace(POLICY, progress="sometimes")
 
 
 def test_a_run_past_its_time_budget_is_cancelled_then_failed() -> None:

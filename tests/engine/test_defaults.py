@@ -24,7 +24,8 @@ from engine.store import open_store
 from engine.worker import Settings
 
 NAMED = {name: getattr(defaults, name) for name in dir(defaults)
-         if name.isupper() and name != "PER_ACTION"}
+         if name.isupper() and name not in ("PER_ACTION", "PROGRESS_MODES")}
+"""PER_ACTION and PROGRESS_MODES (the choices of PROGRESS) are not settings."""
 WORKER = {name: value for name, value in NAMED.items() if name not in defaults.PER_ACTION}
 """The worker's settings; the others are an action's, which it sets on its class."""
 

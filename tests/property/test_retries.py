@@ -28,6 +28,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from engine import defaults
 from engine.clock import FakeClock
 from engine.decide import Policy, step
 from engine.machine import FINAL, JobState, allowed_events, effect_of
@@ -62,6 +63,7 @@ POLICIES = st.builds(
     max_attempts=st.integers(1, 6),
     continuation_timeout=st.floats(1.0, 3600.0),
     time_budget=st.floats(10.0, 3600.0),
+    progress=st.sampled_from(defaults.PROGRESS_MODES),
     progress_interval=st.floats(0.0, 600.0),
     backoff=st.tuples(st.floats(SHORTEST_WAIT, 10.0), st.floats(10.0, 300.0)).map(
         lambda bc: lambda n: min(bc[1], bc[0] * 2.0 ** min(n, 20))),

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
-from engine import limits
+from engine import defaults, limits
 from engine.decide import NoDecision, Policy, step
 from engine.machine import Effect, JobState, effect_of
 from engine.outcomes import Outcome, RetryLater
@@ -37,6 +37,7 @@ POLICIES = st.builds(
     continuation_timeout=st.floats(1.0, 7200.0),
     time_budget=st.floats(1.0, 48 * 3600.0),
     report_progress=st.booleans(),
+    progress=st.sampled_from(defaults.PROGRESS_MODES),
     progress_interval=st.floats(0.0, 3600.0),
     backoff=st.sampled_from([lambda n: 2.0 ** min(n, 8), lambda n: 0.0, lambda n: 300.0]),
     submit_window=st.floats(0.0, 60.0),

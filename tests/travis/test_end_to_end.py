@@ -65,10 +65,14 @@ def test_a_passing_build_succeeds_with_output_variables_and_a_live_console_link(
     assert progress, "the console should be told about the run before it ends"
     revision = released(harness, execution)
     assert request["sha"] == revision and request["commit_sha"] == revision
-    assert progress[0]["executionDetails"]["summary"] == (
-        f"Travis request {request['id']} pending, revision {revision[:7]}")
-    shown = [p["executionDetails"].get("externalExecutionId") for p in progress]
-    assert build_id in shown
+    # The console hears first of the build, whose link it shows; the pending request before it
+    # is in the history only (the default progress mode, "link").
+    assert progress[0]["executionDetails"]["externalExecutionId"] == build_id
+    assert progress[0]["executionDetails"]["summary"].startswith("Travis build #1 ")
+    pending = f"Travis request {request['id']} pending, revision {revision[:7]}"
+    assert not any(p["executionDetails"]["summary"] == pending for p in progress)
+    assert any(e.data.get("details", {}).get("summary") == pending
+               for e in harness.history(execution))
     last = results[-1]["request"]
     assert "continuationToken" not in last
     assert last["outputVariables"] == {
