@@ -1,9 +1,9 @@
 """The single poller: one loop asks CodePipeline for jobs of every registered action type.
 
 It asks for no more jobs than the engine has room for, nor more than the poll batch
-(maxBatchSize = min(free capacity, batch)), quickly while jobs keep coming and backing off with
-jitter to the configured maximum when idle, and it records every job durably (intake) before
-the scheduler may acknowledge it.
+(maxBatchSize = min(free capacity, batch)); at once while batches come back full, more often
+while jobs keep coming, backing off with jitter to the configured maximum when idle; and it
+records every job durably (intake) before the scheduler may acknowledge it.
 
 AWS documents no maximum batch size (PROTOCOL A2, A3). If CodePipeline answers a poll with
 ValidationException, the batch for that action type is halved (down to 1) and the poll asked
@@ -168,13 +168,20 @@ class Poller:
         return self.last_success.get(action_name, float("-inf")) >= moment
 
     def next_interval(self, last: PollRound) -> float:
-        """At once after a full batch (a backlog), quick while jobs arrive, doubling with jitter up
-        to the maximum when idle or failing."""
+        """At once after a full batch (a backlog), halving while polls find jobs, doubling with
+        jitter up to the maximum when idle or failing.
+
+        A poll that found jobs without filling its batch emptied the queue: the next job is a
+        new arrival, so polling at once again would mostly find nothing. Halving instead settles
+        the poller near the rate jobs arrive at, about one poll per job found while they trickle
+        in (each poll costs a request against CodePipeline's per-account quotas), and a burst
+        still fills batches, which are swept without waiting.
+        """
         if last.full and not last.errors:
             self.interval = self.min_interval
             return 0.0
         if last.found and not last.errors:
-            self.interval = self.min_interval
+            self.interval = max(self.min_interval, self.interval / 2)
         else:
             self.interval = min(self.max_interval, max(self.min_interval, self.interval * 2))
         jitter = self.rng.uniform(0.8, 1.0) if self.interval < self.max_interval else \

@@ -19,7 +19,7 @@ from engine.devtools.testing import ActionHarness, codepipeline_client
 from engine.errors import StoreUnavailable
 from engine.intake import Intake
 from engine.machine import JobState
-from engine.poller import Poller
+from engine.poller import Poller, PollRound
 from engine.secrets import SecretVault
 from engine.store import EventStore, open_store
 from tests.actions.ledger import LedgerAction
@@ -194,3 +194,25 @@ def test_the_poll_batch_is_the_setting_and_at_least_one(kit: Kit) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Poller(kit.codepipeline, {}, kit.poller.intake, FakeClock(), capacity=lambda: 1,
                on_jobs=lambda: None, batch=0)
+
+
+def test_the_interval_sweeps_a_backlog_halves_while_jobs_come_and_doubles_when_idle(
+        kit: Kit) -> None:
+    poller = kit.poller
+    poller.min_interval, poller.max_interval, poller.interval = 1.0, 32.0, 32.0
+    # A full batch: CodePipeline probably holds more, poll again at once.
+    assert poller.next_interval(PollRound(found=10, new=10, errors=0, full=True)) == 0.0
+    assert poller.interval == 1.0
+    poller.interval = 32.0
+    # Jobs found, batch not full: the queue is empty now, the next job a new arrival. Halve
+    # (each poll is a request against CodePipeline's quotas), down to the minimum.
+    for expected in (16.0, 8.0, 4.0, 2.0, 1.0, 1.0):
+        wait = poller.next_interval(PollRound(found=1, new=1, errors=0))
+        assert poller.interval == expected and 0.8 * expected <= wait <= expected
+    # Nothing found, or a failed poll: doubling with jitter, up to the maximum.
+    for expected in (2.0, 4.0, 8.0, 16.0, 32.0, 32.0):
+        wait = poller.next_interval(PollRound(found=0, new=0, errors=0))
+        assert poller.interval == expected and 0.8 * expected <= wait <= expected
+    poller.interval = 4.0
+    poller.next_interval(PollRound(found=2, new=2, errors=1))
+    assert poller.interval == 8.0
