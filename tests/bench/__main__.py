@@ -4,6 +4,7 @@
     python -m tests.bench --smoke    # tiny sizes, one repetition: proves every benchmark runs
     python -m tests.bench --no-steady  # every row but the 10-minute steady run
     python -m tests.bench --aws-only   # only issue 12's rows (artifacts on S3, events queue)
+    python -m tests.bench --only pg    # one group of rows (aws, big-log, calls, pg)
 
 Nothing asserts a speed: the machines are shared and noisy, so the figures are read as ratios
 to baselines measured in the same run, on the same disk.
@@ -25,7 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine import defaults
-from tests.bench import aws_bench, baselines, engine_bench, steady
+from tests.bench import (
+    aws_bench,
+    baselines,
+    big_log,
+    calls_bench,
+    engine_bench,
+    pg_bench,
+    steady,
+)
 from tests.bench.table import Row, median
 
 
@@ -158,6 +167,9 @@ def run(sizes: Sizes, tmp: Path, say: Callable[[str], None], steady: bool = True
     rows += [calls, Row("polls per job while busy (amortized)", api["polls_per_job"], "polls",
                         "one poll per job (Jenkins plugin, batch of 1)", 1.0, False), idle]
     rows += aws_rows(sizes, tmp, say)
+    rows += calls_bench.rows(sizes is SMOKE, tmp, say)
+    rows += pg_bench.rows(sizes is SMOKE, tmp, say)
+    rows += big_log.rows(sizes is SMOKE, tmp, say)
     if steady:
         rows.append(steady_row(sizes, tmp, say))
     return rows
@@ -227,6 +239,15 @@ def aws_rows(sizes: Sizes, tmp: Path, say: Callable[[str], None]) -> list[Row]:
     return rows
 
 
+GROUPS: dict[str, Callable[[bool, Path, Callable[[str], None]], list[Row]]] = {
+    "aws": lambda smoke, tmp, say: aws_rows(SMOKE if smoke else FULL, tmp, say),
+    "big-log": big_log.rows,
+    "calls": calls_bench.rows,
+    "pg": pg_bench.rows,
+}
+"""Groups of rows that `--only NAME` runs alone (each also runs in the full table)."""
+
+
 STEADY_GROWTH = 0.1
 """MB per minute of RSS growth still taken as noise over a 10-minute steady run."""
 
@@ -271,6 +292,10 @@ def main() -> int:
                         help="every row but the steady run (a quick comparison after a change)")
     parser.add_argument("--aws-only", action="store_true",
                         help="only issue 12's rows: artifacts on S3, the events queue's waits")
+    parser.add_argument("--only", choices=sorted(GROUPS),
+                        help="only one group of rows: aws (artifacts, events queue), big-log "
+                        "(a million finished jobs), calls (CodePipeline calls per execution), "
+                        "pg (PostgreSQL scale-out)")
     args = parser.parse_args()
     sizes = SMOKE if args.smoke else FULL
     started = time.perf_counter()
@@ -280,6 +305,8 @@ def main() -> int:
             rows = [steady_row(sizes, Path(directory), say)]
         elif args.aws_only:
             rows = aws_rows(sizes, Path(directory), say)
+        elif args.only:
+            rows = GROUPS[args.only](sizes is SMOKE, Path(directory), say)
         else:
             rows = run(sizes, Path(directory), say, steady=not args.no_steady)
     print(f"machine: {machine()}")
