@@ -125,12 +125,14 @@ class Intake:
                     raise
                 groups.append((item, [self._broken(item, error, now)]))
         written = self._commit(groups, now)
+        said = log.isEnabledFor(logging.INFO)
         for change in written:
             if change.job.final:  # handed on to its continuation: its secrets are done with
                 self.vault.forget(change.job.job_id)
-            log.info("job %s: %s -> %s", change.job.job_id,
-                     ", ".join(e.type for e in change.events), change.job.state.value,
-                     extra={"job_id": change.job.job_id, "state": change.job.state.value})
+            if said:
+                log.info("job %s: %s -> %s", change.job.job_id,
+                         ", ".join(e.type for e in change.events), change.job.state.value,
+                         extra={"job_id": change.job.job_id, "state": change.job.state.value})
         return sum(1 for change in written if change.new)
 
     # --- reading -------------------------------------------------------------------------------

@@ -459,6 +459,8 @@ class Worker:
             self.given_up.append(job.job_id)
         if job.final:
             self.vault.forget(job.job_id)  # its secrets are needed no more: drop them now
+        if not log.isEnabledFor(logging.INFO):
+            return  # the line's reasons, joins and extra cost more than the rest of this
         reasons = [str(e.data.get("reason") or e.data.get("error") or "") for e in events]
         reason = next((r for r in reversed(reasons) if r), "")
         log.info("job %s: %s -> %s%s", job.job_id, ", ".join(e.type for e in events),
