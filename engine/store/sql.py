@@ -152,6 +152,9 @@ class EventStore:
         of on SQLite's busy handler, which sleeps in steps of milliseconds."""
         self._insert_events = _Batch(events.insert(), engine.dialect)
         self._update_jobs = _Batch(_UPDATE_JOB, engine.dialect)
+        self._count_active: dict[tuple[str, ...] | None, _Prepared] = {}
+        """count_active's statement for each list of actions, compiled once: the poller asks
+        before every poll, and building and compiling the query cost more than SQLite's count."""
         self.on_commit: Callable[[Sequence[Change], float], None] | None = None
         """Told of every commit that wrote (its changes, its seconds): the worker's metrics."""
         self._started = False
@@ -510,11 +513,18 @@ class EventStore:
         cheap with a hundred thousand finished jobs in the table; with `actions`, through the
         (action, next_due_at) index.
         """
-        query = sa.select(sa.func.count()).select_from(jobs).where(jobs.c.next_due_at.is_not(None))
-        if actions is not None:
-            query = query.where(jobs.c.action.in_(list(actions)))
+        key = None if actions is None else tuple(actions)
+        prepared = self._count_active.get(key)
+        if prepared is None:
+            query = (sa.select(sa.func.count()).select_from(jobs)
+                     .where(jobs.c.next_due_at.is_not(None)))
+            if actions is not None:
+                query = query.where(jobs.c.action.in_(list(actions)))
+            prepared = self._count_active[key] = _Prepared(query, self.engine.dialect)
+            if len(self._count_active) > 64:  # a worker asks about one list of actions
+                self._count_active.pop(next(iter(self._count_active)))
         with self._read() as conn:
-            value = conn.execute(query).scalar()
+            value = prepared.run(conn).scalar()
         return int(value or 0)
 
     def count_by_state(self, actions: Sequence[str] | None = None) -> dict[str, int]:
@@ -617,6 +627,30 @@ class _Batch:
                 for row in rows
             ]
         conn.exec_driver_sql(self.sql, params)
+
+
+class _Prepared:
+    """A query whose parameters are all known when it is built, compiled once for the dialect
+    (its IN lists expanded, its values passed through their types' bind processors), then
+    executed as that SQL: the same SQL and values SQLAlchemy would send, without building,
+    caching and compiling the statement again on every call."""
+
+    def __init__(self, statement: Any, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        self.sql = str(compiled)
+        processors = compiled._bind_processors
+        values = compiled.params
+
+        def processed(name: str) -> Any:
+            # An IN list's values are named after its parameter: action_1 -> action_1_1, ...
+            processor = processors.get(name) or processors.get(name.rpartition("_")[0])
+            return values[name] if processor is None else processor(values[name])
+
+        self.params: Any = (tuple(processed(n) for n in compiled.positiontup or ())
+                            if compiled.positional else {n: processed(n) for n in values})
+
+    def run(self, conn: Connection) -> Any:
+        return conn.exec_driver_sql(self.sql, self.params)
 
 
 def _bind(row: Mapping[str, Any]) -> dict[str, Any]:
