@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, fields
@@ -37,6 +38,9 @@ from engine.store.schema import UTCTime, events, jobs, uploads
 REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
 """Every migration in engine/store/migrations, oldest first (a test keeps the two equal)."""
 HEAD_REVISION = REVISIONS[-1]
+
+RECENT_ROWS = 4096
+"""Rows a store keeps of its last commits (engine.defaults.MAX_IN_FLIGHT jobs, and more)."""
 
 MIGRATION_LOCK_KEY = 0x6370776F726B6572
 """The PostgreSQL advisory lock migrations take: "cpworker" in ASCII, as a 64-bit key."""
@@ -152,6 +156,9 @@ class EventStore:
         of on SQLite's busy handler, which sleeps in steps of milliseconds."""
         self._insert_events = _Batch(events.insert(), engine.dialect)
         self._update_jobs = _Batch(_UPDATE_JOB, engine.dialect)
+        self._rows = _RecentRows(RECENT_ROWS)
+        """The rows this store committed last: a claim reads back only the rows it does not
+        hold at the same last_seq (each job's first claim follows the intake's commit)."""
         self._count_active: dict[tuple[str, ...] | None, _Prepared] = {}
         """count_active's statement for each list of actions, compiled once: the poller asks
         before every poll, and building and compiling the query cost more than SQLite's count."""
@@ -238,7 +245,8 @@ class EventStore:
                 if updates:
                     self._update_jobs.run(conn, [_bind(row) for row in updates])
                 claimed = [] if claim is None else \
-                    self._claim(conn, claim, known={c.job.job_id: c.job for c in changes})
+                    self._claim(conn, claim, known=self._rows.known(changes))
+            self._rows.remember(changes)
             if self.on_commit is not None:
                 self.on_commit(changes, time.perf_counter() - began)
             return claimed
@@ -627,6 +635,64 @@ class _Batch:
                 for row in rows
             ]
         conn.exec_driver_sql(self.sql, params)
+
+
+class _RecentRows:
+    """The last `size` rows committed through one store, by job id; thread-safe.
+
+    A row is the fold of its job's events up to its last_seq, so a row held here at the
+    last_seq a claim reads is the row in the table (leases are not part of a row): the claim
+    need not read and decode it again. Any other writer (another worker, `rebuild`) moves
+    last_seq or writes the same fold, so a stale row is never taken for a current one.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._rows: OrderedDict[str, Job] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, changes: Sequence[Change]) -> None:
+        with self._lock:
+            rows = self._rows
+            for change in changes:
+                rows[change.job.job_id] = change.job
+                rows.move_to_end(change.job.job_id)
+            while len(rows) > self.size:
+                rows.popitem(last=False)
+
+    def known(self, changes: Sequence[Change]) -> Mapping[str, Job]:
+        """The rows held, with this transaction's own `changes` over them. A view, not a copy
+        (copying thousands of rows for each claim cost more than it saved): a look-up while
+        another thread commits sees the row before or after, and either is checked against
+        the last_seq the claim read."""
+        return _Known({c.job.job_id: c.job for c in changes}, self._rows)
+
+
+class _Known(Mapping[str, Job]):
+    """Rows by job id: a transaction's own first, then those held (read without the lock:
+    one dictionary look-up at a time, each atomic, so a row evicted meanwhile is just
+    missing, and read back by the claim)."""
+
+    def __init__(self, own: dict[str, Job], held: Mapping[str, Job]) -> None:
+        self._own = own
+        self._held = held
+
+    def __getitem__(self, job_id: str) -> Job:
+        job = self._own.get(job_id)
+        if job is None:
+            job = self._held.get(job_id)
+        if job is None:
+            raise KeyError(job_id)
+        return job
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**self._held, **self._own})
+
+    def __len__(self) -> int:
+        return len({**self._held, **self._own})
+
+    def __bool__(self) -> bool:
+        return True
 
 
 class _Prepared:
