@@ -22,7 +22,6 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from engine import crashpoints, defaults, metrics
@@ -42,6 +41,7 @@ from engine.effects import Effects
 from engine.errors import ConcurrencyConflict, CpworkerError
 from engine.machine import Effect
 from engine.outcomes import Outcome, RetryLater
+from engine.pool import EffectPool
 from engine.projection import Event, Job
 from engine.store import Change, EventStore
 from engine.store.sql import ClaimRequest
@@ -100,9 +100,8 @@ class Scheduler:
         the first event this worker records for them. Only the round's thread (claims and
         commits) touches it, so it needs no lock."""
         self._running = 0
-        self._futures: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="effect")
+        self._pool = EffectPool(pool_size, "effect")
 
     @property
     def running(self) -> int:
@@ -262,10 +261,7 @@ class Scheduler:
                 self._running -= 1
             self.wake.set()
 
-        future = self._pool.submit(work)
-        with self._lock:
-            self._futures[job.job_id] = future
-        future.add_done_callback(lambda _: self._forget(job.job_id))
+        self._pool.submit(job.job_id, work)
 
     def wait(self, max_wait: float) -> None:
         """Sleep until the earliest due machine, a finished effect or a wake-up from the poller."""
@@ -303,17 +299,10 @@ class Scheduler:
             log.warning("%d effect(s) still running after %.0f s; their jobs resume at the next "
                         "start from the log", self.in_flight, grace)
 
-    def _forget(self, job_id: str) -> None:
-        with self._lock:
-            self._futures.pop(job_id, None)
-
     def close(self) -> None:
         """Stop the pool; effects still queued never start, and their leases are given back
         so another worker (on another host, say) need not wait for them to expire."""
-        with self._lock:
-            queued = dict(self._futures)
-        never_started = [job_id for job_id, future in queued.items() if future.cancel()]
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        never_started = self._pool.close()
         if never_started:
             try:
                 self.store.release(never_started, self.owner)

@@ -65,8 +65,11 @@ class BlockingAction(InstantAction):
 
     def __init__(self) -> None:
         self.release = threading.Event()
+        self.entered = threading.Event()
+        """Set once a submission runs: the pool thread has taken it off the queue."""
 
     def submit(self, job: JobContext) -> ActionOutcome:
+        self.entered.set()
         self.release.wait(10)
         return super().submit(job)
 
@@ -87,6 +90,7 @@ def test_closing_gives_back_the_leases_of_effects_that_never_started(tmp_path: P
             time.sleep(0.01)
     assert {j.state.value for j in store.list_jobs()} == {"submitted"}
     assert worker.scheduler.running == 4  # one submit runs (blocked), three are queued
+    assert action.entered.wait(10)  # the running one started: closing cannot cancel it
     worker.scheduler.close()
     with store.engine.connect() as conn:
         owners = [row[0] for row in conn.exec_driver_sql("SELECT lease_owner FROM jobs")]
