@@ -8,6 +8,7 @@ Group commit makes the extra fsync cheap: one per batch of jobs, not one per eve
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, fields
 from importlib.resources import files
+from operator import attrgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -154,8 +156,9 @@ class EventStore:
         )
         """SQLite has one writer at a time. Threads of this process queue on a lock instead
         of on SQLite's busy handler, which sleeps in steps of milliseconds."""
-        self._insert_events = _Batch(events.insert(), engine.dialect)
-        self._update_jobs = _Batch(_UPDATE_JOB, engine.dialect)
+        self._insert_events = _Batch(events.insert(), engine.dialect, _EVENT_FIELDS)
+        self._insert_jobs = _Batch(jobs.insert(), engine.dialect, _JOB_INSERT_FIELDS)
+        self._update_jobs = _Batch(_UPDATE_JOB, engine.dialect, _JOB_UPDATE_FIELDS)
         self._rows = _RecentRows(RECENT_ROWS)
         """The rows this store committed last: a claim reads back only the rows it does not
         hold at the same last_seq (each job's first claim follows the intake's commit)."""
@@ -228,22 +231,18 @@ class EventStore:
         # orders would otherwise deadlock on PostgreSQL (each holding a key the other needs)
         # instead of one of them failing on the duplicate (job_id, seq) as a conflict.
         changes = sorted(changes, key=lambda c: c.job.job_id)
-        event_rows = [
-            {"job_id": e.job_id, "seq": e.seq, "type": e.type, "at": e.at,
-             "version": e.version, "data": dict(e.data), "worker": e.worker}
-            for change in changes for e in change.events
-        ]
-        inserts = [_job_to_row(c.job) for c in changes if c.new]
-        updates = [_job_update(c.job) for c in changes if not c.new]
+        new_events = [e for change in changes for e in change.events]
+        inserts = [c.job for c in changes if c.new]
+        updates = [c.job for c in changes if not c.new]
         began = time.perf_counter()
         try:
             with self._begin() as conn:
-                if event_rows:
-                    self._insert_events.run(conn, event_rows)
+                if new_events:
+                    self._insert_events.run(conn, new_events)
                 if inserts:
-                    conn.execute(jobs.insert(), inserts)
+                    self._insert_jobs.run(conn, inserts)
                 if updates:
-                    self._update_jobs.run(conn, [_bind(row) for row in updates])
+                    self._update_jobs.run(conn, updates)
                 claimed = [] if claim is None else \
                     self._claim(conn, claim, known=self._rows.known(changes))
             self._rows.remember(changes)
@@ -414,7 +413,7 @@ class EventStore:
         if not ids:
             return {}
         with self._read() as conn:
-            rows = conn.execute(sa.select(jobs).where(jobs.c.job_id.in_(ids))).mappings().all()
+            rows = conn.execute(_JOBS_BY_ID, {"ids": ids}).mappings().all()
         return {r["job_id"]: _row_to_job(r) for r in rows}
 
     def resolve(self, prefix: str) -> Job:
@@ -600,41 +599,95 @@ _UPDATE_JOB = (
 """A committed step ends the lease: the row is due again by next_due_at, for whoever claims it."""
 
 
+_JOBS_BY_ID = sa.select(jobs).where(jobs.c.job_id.in_(sa.bindparam("ids", expanding=True)))
+"""Built once: the intake reads the rows of every polled batch (are they new?), and building
+the query, one bound parameter per id, cost more than running it."""
+
+
 class _Batch:
-    """One statement executed for many rows (executemany) with the least work per row.
+    """One statement executed for many objects (executemany) with the least work per row.
 
     SQLAlchemy compiles the statement once for the dialect (so the SQL is the same it would
     send) and supplies each column type's own bind processor; what is skipped is Core's
     per-row parameter machinery, which cost more than SQLite's own work on the hot path
-    (group commits of the scheduler). Same SQL, same conversions, on every dialect.
+    (group commits of the scheduler). Same SQL, same conversions, on every dialect. Each bind
+    is read straight from the object (an Event, a Job) by its getter in `fields`: one call per
+    column, no row dictionary built in between; a bind without a getter keeps the
+    statement's own value.
     """
 
-    def __init__(self, statement: Any, dialect: Dialect) -> None:
+    def __init__(self, statement: Any, dialect: Dialect,
+                 fields: Mapping[str, Callable[[Any], Any]]) -> None:
         compiled = statement.compile(dialect=dialect)
         self.sql = str(compiled)
-        names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
+        self.names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
         self.positional = bool(compiled.positional)
-        self.plan: list[tuple[str, Any, Any]] = []
-        """(bind name, the type's bind processor or None, the statement's own value if fixed)"""
-        for name in names:
+        self.steps: list[Callable[[Any], Any]] = []
+        """Per bind, in the statement's order: the object's value, through its processor."""
+        for name in self.names:
             bind = compiled.binds[name]
-            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            self.plan.append((name, processor, bind.value))
+            self.steps.append(_step(fields.get(name), _bind_processor(bind.type, dialect),
+                                    bind.value))
 
-    def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Rows are keyed by bind name (the column name, or b_<column> for the update)."""
-        plan = self.plan
+    def run(self, conn: Connection, items: Iterable[Any]) -> None:
+        steps = self.steps
         if self.positional:
-            params: list[Any] = [
-                tuple((p(row.get(n, fixed)) if p else row.get(n, fixed)) for n, p, fixed in plan)
-                for row in rows
-            ]
+            params: list[Any] = [tuple([step(item) for step in steps]) for item in items]
         else:
-            params = [
-                {n: (p(row.get(n, fixed)) if p else row.get(n, fixed)) for n, p, fixed in plan}
-                for row in rows
-            ]
+            names = self.names
+            params = [dict(zip(names, [step(item) for step in steps], strict=True))
+                      for item in items]
         conn.exec_driver_sql(self.sql, params)
+
+
+def _step(get: Callable[[Any], Any] | None, processor: Callable[[Any], Any] | None,
+          fixed: Any) -> Callable[[Any], Any]:
+    if get is None:
+        value = fixed if processor is None else processor(fixed)
+        return lambda _item: value
+    if processor is None:
+        return get
+    return lambda item: processor(get(item))
+
+
+_encode_json = json.JSONEncoder().encode
+"""json.dumps with its defaults, which is what SQLAlchemy's JSON type serializes with unless
+the engine is given another serializer: the same encoder, called without dumps' checks."""
+
+
+def _json_text(value: Any) -> str:
+    return "null" if value is None else _encode_json(value)
+
+
+def _bind_processor(kind: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """The type's own bind processor; for SQLite's JSON columns (text, json.dumps, a Python
+    None as JSON null) the same conversion without its three calls per value."""
+    impl = kind.dialect_impl(dialect)
+    if (dialect.name == "sqlite" and isinstance(impl, sa.JSON) and not impl.none_as_null
+            and getattr(dialect, "_json_serializer", None) is None
+            and impl._str_impl.bind_processor(dialect) is None):
+        return _json_text
+    processor: Callable[[Any], Any] | None = impl.bind_processor(dialect)
+    return processor
+
+
+def _mapping(get: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A JSON column's value as a dict (a Mapping a row holds may be any mapping)."""
+    return lambda item: None if (value := get(item)) is None else dict(value)
+
+
+_EVENT_FIELDS: dict[str, Callable[[Any], Any]] = {
+    name: attrgetter(name) for name in ("job_id", "seq", "type", "at", "version", "worker")}
+_EVENT_FIELDS["data"] = _mapping(attrgetter("data"))
+
+_JOB_INSERT_FIELDS: dict[str, Callable[[Any], Any]] = {
+    name: attrgetter(name) for name in _JOB_FIELDS}
+_JOB_INSERT_FIELDS["state"] = lambda job: job.state.value
+for _name in ("pipeline", "run", "details", "pending"):
+    _JOB_INSERT_FIELDS[_name] = _mapping(attrgetter(_name))
+
+_JOB_UPDATE_FIELDS: dict[str, Callable[[Any], Any]] = {
+    f"b_{name}": _JOB_INSERT_FIELDS[name] for name in [*_CHANGING_FIELDS, "job_id"]}
 
 
 class _RecentRows:
@@ -717,21 +770,6 @@ class _Prepared:
 
     def run(self, conn: Connection) -> Any:
         return conn.exec_driver_sql(self.sql, self.params)
-
-
-def _bind(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {f"b_{name}": value for name, value in row.items()}
-
-
-def _job_update(job: Job) -> dict[str, Any]:
-    """The changing columns of a row, for _UPDATE_JOB."""
-    row = {name: getattr(job, name) for name in _CHANGING_FIELDS}
-    row["job_id"] = job.job_id
-    row["state"] = job.state.value
-    row["run"] = dict(job.run)
-    row["details"] = None if job.details is None else dict(job.details)
-    row["pending"] = None if job.pending is None else dict(job.pending)
-    return row
 
 
 def _revision_in(conn: Connection) -> str | None:
