@@ -25,6 +25,8 @@ UNFINISHED = sa.text("next_due_at IS NOT NULL")
 """The rows of jobs not in a final state (engine.projection clears next_due_at at the end)."""
 LEASED = sa.text("lease_owner IS NOT NULL")
 """The rows some worker holds or held a lease on, never a finished job's."""
+FINISHED = sa.text("next_due_at IS NULL")
+"""The rows of finished jobs, what prune reads (UNFINISHED's complement)."""
 
 events = sa.Table(
     "events",
@@ -76,6 +78,8 @@ jobs = sa.Table(
              sqlite_where=UNFINISHED, postgresql_where=UNFINISHED),
     sa.Index("ix_jobs_leased_owner", "lease_owner",
              sqlite_where=LEASED, postgresql_where=LEASED),
+    sa.Index("ix_jobs_finished_updated", "updated_at", "job_id",
+             sqlite_where=FINISHED, postgresql_where=FINISHED),
 )
 """The projection: one row per job, updated in the same transaction as each append.
 
@@ -86,7 +90,9 @@ of a worker running every action, (action, next_due_at) those of workers that ru
 actions and their capacity counts, lease_owner release_dead_leases and the leases an owner
 holds. A query reaches them only if its WHERE implies the predicate (SQLite takes it
 literally): `next_due_at IS NOT NULL`, or a comparison on next_due_at, and the same for
-lease_owner; tests/store/test_query_plans.py checks the plans.
+lease_owner; tests/store/test_query_plans.py checks the plans. Finished jobs have their own
+partial index, (updated_at, job_id) where `next_due_at IS NULL` (migration 0008): prune reads
+the oldest of them in order without reading the jobs in flight or grouping the whole table.
 """
 
 

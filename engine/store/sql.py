@@ -37,7 +37,7 @@ from engine.projection import EVENT_SCHEMA_VERSION, Event, Job
 from engine.store.errors import is_missing_table, translate
 from engine.store.schema import UTCTime, events, jobs, uploads
 
-REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008")
 """Every migration in engine/store/migrations, oldest first (a test keeps the two equal)."""
 HEAD_REVISION = REVISIONS[-1]
 

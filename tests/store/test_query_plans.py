@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from engine.store import Change, EventStore
 from engine.store.sql import ClaimRequest
+from engine.store.upkeep import prune_batch
 from tests.store.builders import LEASE, RETRYING, SUCCESS, T0, first, then
 
 DUE = {"ix_jobs_unfinished_due", "ix_jobs_unfinished_action_due"}
@@ -37,6 +38,8 @@ PARTIAL = {
     "ix_jobs_leased_owner": "lease_owner IS NOT NULL",
 }
 NOW = T0 + 10_000.0
+FINISHED = "ix_jobs_finished_updated"
+"""Finished jobs by when they finished (migration 0008): what prune reads."""
 
 
 @dataclass(frozen=True)
@@ -240,3 +243,34 @@ def test_a_query_whose_where_misses_the_predicate_is_found_out(store: EventStore
     without, removed = re.subn(r"jobs\.next_due_at IS NOT NULL AND ", "", statement.sql)
     assert removed == 1, statement.sql
     assert faults(plan(store, Sent(without, statement.parameters)), DUE)
+
+
+def _prune_faults(store: EventStore) -> list[str]:
+    """What is wrong with the plan of prune's oldest-first scan, the first statement of a
+    batch: it must read the finished jobs' partial index, never the whole table."""
+    with captured(store) as sent:
+        prune_batch(store, NOW, 5)
+    first_read = reading_jobs(sent)[0]
+    found = []
+    for line in plan(store, first_read):
+        if re.search(r"Seq Scan on jobs\b", line) or (
+                re.match(r"SCAN jobs\b", line.strip()) and FINISHED not in line):
+            found.append(f"full scan: {line.strip()}")
+    if not any(FINISHED in line for line in plan(store, first_read)):
+        found.append(f"{FINISHED} not used")
+    return found
+
+
+def test_prune_reads_the_oldest_finished_jobs_through_their_partial_index(
+        store: EventStore) -> None:
+    _fill(store)
+    assert _prune_faults(store) == []
+    assert re.search(r"WHERE.*next_due_at IS NULL",
+                     _index_definitions(store)[FINISHED], re.IGNORECASE | re.DOTALL)
+
+
+def test_the_prune_plan_check_finds_the_index_gone(store: EventStore) -> None:
+    _fill(store)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text(f"DROP INDEX {FINISHED}"))
+    assert _prune_faults(store)

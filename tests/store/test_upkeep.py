@@ -82,6 +82,21 @@ def test_prune_removes_whole_finished_executions_only(store: EventStore) -> None
     assert prune(store, now=T0 + 3 * DAY, finished_before=2 * DAY).removed.executions == 0
 
 
+def test_prune_steps_over_a_long_execution_among_the_oldest_jobs(store: EventStore) -> None:
+    """A long run's handed-on jobs are among the oldest finished ones while its newest job
+    still works: prune scans past them, page after page, to the finished executions behind."""
+    for n in range(12):
+        write(store, f"long-{n:02d}", T0 + n, *HANDED_ON, execution_id="exec-long")
+    write(store, "long-12", T0 + 12, *SUCCESS[:4], execution_id="exec-long")
+    for n in range(3):
+        write(store, f"after-{n}", T0 + 100 + n, *SUCCESS, execution_id=f"exec-after-{n}")
+    # Two executions a batch: a page holds 8 finished jobs, all of exec-long at first.
+    report = prune(store, now=T0 + 3 * DAY, finished_before=2 * DAY, batch=2)
+    assert _executions(store) == {"exec-long"}
+    assert (report.removed.executions, report.removed.jobs, report.batches) == (3, 3, 2)
+    assert len(store.by_execution("exec-long")) == 13
+
+
 def test_a_dry_prune_counts_the_same_and_changes_nothing(store: EventStore) -> None:
     _fill(store)
     before = (_executions(store), _event_count(store))
