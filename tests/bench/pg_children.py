@@ -3,8 +3,9 @@
     python -m tests.bench.pg_children ours URL KIND FIRST COUNT LEDGER LIFETIME
     python -m tests.bench.pg_children dbos URL KIND FIRST COUNT LEDGER LIFETIME CONCURRENCY POLL
 
-KIND is `instant` (calls return at once) or `io` (each call waits PAUSE seconds, as a real
-action waits on its service). The process gets everything ready (imports, the store or DBOS
+KIND is `instant` (calls return at once), `io` (each call waits PAUSE seconds, as a real
+action waits on its service) or `io8` (the same, 8 effect threads per worker process). The
+process gets everything ready (imports, the store or DBOS
 launched, the jobs of its slice FIRST .. FIRST+COUNT-1 in hand), prints `ready` and waits for a
 line on stdin: the parent starts every process together that way, so start-up is not measured.
 
@@ -63,6 +64,17 @@ class Ledger:
         os.close(self._fd)
 
 
+IO8_THREADS = 8
+"""Effect threads of a worker process (and workflows of a DBOS one) for the io8 kind."""
+
+
+def threads_of(kind: str) -> int:
+    """Calls one process has in the air: the default effect threads, or io8's fewer."""
+    from engine import defaults
+
+    return IO8_THREADS if kind == "io8" else defaults.EFFECT_THREADS
+
+
 def job_ids(first: int, count: int) -> list[str]:
     return [f"job-{n:07d}" for n in range(first, first + count)]
 
@@ -80,7 +92,7 @@ def ours(url: str, kind: str, first: int, count: int, ledger: Ledger) -> dict[st
     from engine.worker import Settings, Worker
     from tests.bench.standin import InProcessCodePipeline, InstantAction
 
-    pause = PAUSE if kind == "io" else 0.0
+    pause = PAUSE if kind in ("io", "io8") else 0.0
 
     class LedgerAction(InstantAction):
         """InstantAction whose calls take `pause` (a service's answer) and whose submits are
@@ -111,7 +123,7 @@ def ours(url: str, kind: str, first: int, count: int, ledger: Ledger) -> dict[st
 
     store = open_store(url)
     worker = Worker(store, SliceCodePipeline(), {"instant": LedgerAction()},
-                    Settings(report_progress=False))
+                    Settings(report_progress=False, effect_threads=threads_of(kind)))
     _go()
     cpu = time.process_time()
     code = worker.run(until_idle=True)
@@ -125,7 +137,7 @@ def dbos(url: str, kind: str, first: int, count: int, ledger: Ledger, concurrenc
     # Any: DBOS is in the bench extra only, and its decorators are untyped for mypy anyway.
     DBOS: Any = importlib.import_module("dbos").DBOS
 
-    pause = PAUSE if kind == "io" else 0.0
+    pause = PAUSE if kind in ("io", "io8") else 0.0
 
     # Four steps, as cpworker's four calls per job: acknowledge, submit, check, report.
     # (Registered by calling the decorators: mypy --strict refuses untyped decorator syntax.)
@@ -196,7 +208,7 @@ def main(argv: list[str]) -> None:
     watchdog = threading.Timer(float(lifetime), os._exit, (3,))
     watchdog.daemon = True
     watchdog.start()
-    if kind not in ("instant", "io"):
+    if kind not in ("instant", "io", "io8"):
         raise SystemExit(f"unknown action kind {kind!r}")
     ledger = Ledger(path)
     try:
