@@ -106,7 +106,7 @@ def prune_batch(store: EventStore, before: float, limit: int) -> Removed:
             # lost job) is no longer final and keeps its execution.
             conn.execute(sa.select(jobs.c.job_id).where(jobs.c.execution_id.in_(chosen))
                          .with_for_update())
-            chosen = [row[0] for row in conn.execute(
+            chosen = [str(row[0]) for row in conn.execute(
                 _finished_executions(before).where(jobs.c.execution_id.in_(chosen)))]
         job_ids = [row[0] for row in conn.execute(
             sa.select(jobs.c.job_id).where(jobs.c.execution_id.in_(chosen)))]

@@ -31,6 +31,7 @@ from tests.bench import (
     baselines,
     big_log,
     calls_bench,
+    cpu_bench,
     engine_bench,
     pg_bench,
     steady,
@@ -97,6 +98,7 @@ def run(sizes: Sizes, tmp: Path, say: Callable[[str], None], steady: bool = True
               "DBOS workflows of 4 steps, SQLite", dbos, True, ">= 30x")
     e2e.met = e2e.ratio >= 30
     rows.append(e2e)
+    rows += cpu_bench.cpu_rows(tmp, n, sizes.e2e_jobs, sizes.dbos_workflows)
 
     say("durable appends ...")
     ours = median(n, lambda: engine_bench.appends_per_second(tmp, sizes.append_jobs))

@@ -125,7 +125,7 @@ def test_a_run_id_first_known_hands_the_job_on_in_either_mode(progress: str) -> 
                          replace(POLICY, progress=progress))
     assert types(events) == ["progress_changed"] and after.state is JobState.HANDING_ON
     assert after.pending is not None
-    assert after.pending["details"]["external_id"] == "b-9"  # type: ignore[index]
+    assert after.pending["details"]["external_id"] == "b-9"
 
 
 def test_a_summary_without_a_run_id_waits_by_default() -> None:
