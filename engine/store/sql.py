@@ -162,6 +162,8 @@ class EventStore:
         self._rows = _RecentRows(RECENT_ROWS)
         """The rows this store committed last: a claim reads back only the rows it does not
         hold at the same last_seq (each job's first claim follows the intake's commit)."""
+        self._shapes: dict[tuple[Any, ...], _Shaped] = {}
+        """Statements compiled once per shape (_shaped): the claim's select and lease update."""
         self._count_active: dict[tuple[str, ...] | None, _Prepared] = {}
         """count_active's statement for each list of actions, compiled once: the poller asks
         before every poll, and building and compiling the query cost more than SQLite's count."""
@@ -287,37 +289,28 @@ class EventStore:
                known: Mapping[str, Job] | None = None) -> list[Job]:
         if request.limit <= 0:
             return []
-        lease_now = self._lease_now(request.now)
-        query = (
-            sa.select(jobs.c.job_id, jobs.c.last_seq, jobs.c.lease_owner)
-            # Unfinished jobs only, said outright: the due indexes are partial (schema.py).
-            .where(jobs.c.next_due_at.is_not(None))
-            .where(jobs.c.next_due_at <= request.now)
-            .where(sa.or_(
-                jobs.c.lease_owner.is_(None),
-                jobs.c.lease_owner == request.owner,
-                jobs.c.lease_expires_at < lease_now,
-            ))
-            .order_by(jobs.c.next_due_at)
-            .limit(request.limit)
-        )
-        if request.actions is not None:
-            query = query.where(jobs.c.action.in_(list(request.actions)))
-        if request.skip:
-            query = query.where(jobs.c.job_id.not_in(list(request.skip)))
-        if self.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        rows = conn.execute(query).all()
+        actions = None if request.actions is None else list(request.actions)
+        if actions == []:
+            return []  # a worker of no action claims nothing
+        skip = list(request.skip)
+        select = self._shaped(("claim", None if actions is None else len(actions), len(skip)),
+                              lambda: self._claim_statement(actions, skip))
+        values: dict[str, Any] = {"now": request.now, "owner": request.owner,
+                                  "lease_now": request.now, "limit": request.limit}
+        values.update((f"a{n}", action) for n, action in enumerate(actions or ()))
+        values.update((f"s{n}", job_id) for n, job_id in enumerate(skip))
+        rows = select.run(conn, values).all()
         if not rows:
             return []
         if request.holders is not None:
             request.holders.update({job_id: owner for job_id, _, owner in rows})
         due = [(job_id, seq) for job_id, seq, _ in rows]
         ids = [job_id for job_id, _ in due]
-        conn.execute(
-            jobs.update().where(jobs.c.job_id.in_(ids))
-            .values(lease_owner=request.owner, lease_expires_at=lease_now + request.lease_for)
-        )
+        lease = self._shaped(("lease", len(ids)), lambda: self._lease_statement(len(ids)))
+        values = {"owner": request.owner, "lease_for": request.lease_for,
+                  "expires": request.now + request.lease_for}
+        values.update((f"j{n}", job_id) for n, job_id in enumerate(ids))
+        lease.run(conn, values)
         # Most machines due now are the ones this transaction just wrote: their rows are at
         # hand (same last_seq), so only the others are read back and decoded.
         found = {job_id: job for job_id, seq in due
@@ -327,6 +320,54 @@ class EventStore:
             for row in conn.execute(sa.select(jobs).where(jobs.c.job_id.in_(missing))).mappings():
                 found[row["job_id"]] = _row_to_job(row)
         return [found[job_id] for job_id in ids if job_id in found]
+
+    def _shaped(self, key: tuple[Any, ...], build: Callable[[], Any]) -> _Shaped:
+        """The statement of this shape, compiled once (a claim's shape: how many actions and
+        skipped jobs it names). Building and compiling the claim's select and lease update
+        took most of a claim's time, every scheduler round."""
+        shaped = self._shapes.get(key)
+        if shaped is None:
+            if len(self._shapes) >= SHAPES:
+                self._shapes.clear()  # shapes seldom vary: a worker's actions are fixed
+            shaped = self._shapes[key] = _Shaped(build(), self.engine.dialect)
+        return shaped
+
+    def _claim_statement(self, actions: list[str] | None, skip: list[str]) -> Any:
+        """The claim's select, its values named: now, owner, lease_now, limit, a0.., s0.."""
+        lease_now = _DB_NOW if self.dialect == "postgresql" else sa.bindparam("lease_now")
+        query = (  # each value a named parameter: see _Shaped
+            sa.select(jobs.c.job_id, jobs.c.last_seq, jobs.c.lease_owner)
+            # Unfinished jobs only, said outright: the due indexes are partial (schema.py).
+            .where(jobs.c.next_due_at.is_not(None))
+            .where(jobs.c.next_due_at <= sa.bindparam("now"))
+            .where(sa.or_(
+                jobs.c.lease_owner.is_(None),
+                jobs.c.lease_owner == sa.bindparam("owner"),
+                jobs.c.lease_expires_at < lease_now,
+            ))
+            .order_by(jobs.c.next_due_at)
+            .limit(sa.bindparam("limit", type_=sa.Integer()))
+        )
+        if actions is not None:
+            query = query.where(jobs.c.action.in_(
+                [sa.bindparam(f"a{n}") for n in range(len(actions))]))
+        if skip:
+            query = query.where(jobs.c.job_id.not_in(
+                [sa.bindparam(f"s{n}") for n in range(len(skip))]))
+        if self.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        return query
+
+    def _lease_statement(self, count: int) -> Any:
+        """The claim's lease update of `count` jobs: owner, j0.., and expires (SQLite: the
+        caller's clock) or lease_for (PostgreSQL: from the server's clock)."""
+        expires = (_DB_NOW + sa.bindparam("lease_for", type_=sa.Float())
+                   if self.dialect == "postgresql"
+                   else sa.bindparam("expires", type_=jobs.c.lease_expires_at.type))
+        return (jobs.update()
+                .where(jobs.c.job_id.in_([sa.bindparam(f"j{n}") for n in range(count)]))
+                .values(lease_owner=sa.bindparam("owner", type_=jobs.c.lease_owner.type),
+                        lease_expires_at=expires))
 
     def renew(self, job_ids: Iterable[str], owner: str, lease_for: float,
               now: float | None = None) -> int:
@@ -746,6 +787,41 @@ class _Known(Mapping[str, Job]):
 
     def __bool__(self) -> bool:
         return True
+
+
+SHAPES = 512
+"""Compiled statement shapes a store keeps (engine.store.sql.EventStore._shaped)."""
+
+
+class _Shaped:
+    """A statement compiled once whose values are named bind parameters, run with values
+    given by name on each call: the SQL and the values (through their types' bind processors)
+    that SQLAlchemy would send for it, without building, caching and compiling it again."""
+
+    def __init__(self, statement: Any, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        processors = compiled._bind_processors
+        self._order: tuple[str, ...] | None = (
+            tuple(compiled.positiontup or ()) if compiled.positional else None)
+        self._names = tuple(compiled.binds)
+        self._processors = {name: processors[name] for name in self._names
+                            if name in processors}
+        self._fixed = {name: value for name, value in compiled.params.items()
+                       if value is not None}
+        """Values the statement carries itself (an OFFSET 0, say), used unless given."""
+
+    def run(self, conn: Connection, values: Mapping[str, Any]) -> Any:
+        processors, fixed = self._processors, self._fixed
+
+        def value(name: str) -> Any:
+            given = values[name] if name in values else fixed[name]
+            processor = processors.get(name)
+            return given if processor is None else processor(given)
+
+        if self._order is not None:
+            return conn.exec_driver_sql(self.sql, tuple(value(n) for n in self._order))
+        return conn.exec_driver_sql(self.sql, {n: value(n) for n in self._names})
 
 
 class _Prepared:
