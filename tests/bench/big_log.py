@@ -41,6 +41,7 @@ from engine.outcomes import ActionOutcome
 from engine.store import open_store
 from engine.store.sql import ClaimRequest
 from engine.worker import Settings, Worker
+from tests.bench import engine_bench
 from tests.bench.engine_bench import ROOT, prepare_in_flight
 from tests.bench.standin import InProcessCodePipeline, InstantAction
 from tests.bench.table import Row
@@ -228,13 +229,7 @@ def json_bytes(template: Template) -> int:
 
 
 def child(*args: str, timeout: float = 1800) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "tests.bench.big_log", *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    if done.returncode != 0:
-        raise AssertionError(f"big-log child {args[0]} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return engine_bench.child(*args, timeout=timeout, module="tests.bench.big_log")
 
 
 def claim_child(samples: int, limit: int, *dbs: str) -> None:

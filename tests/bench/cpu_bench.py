@@ -11,31 +11,16 @@ figure comes from baselines.dbos_run, which measures its loop the same way.
 from __future__ import annotations
 
 import statistics
-import time
 from pathlib import Path
 
-from engine.store import open_store
-from engine.worker import Settings, Worker
 from tests.bench import baselines
-from tests.bench.engine_bench import fresh_dir
-from tests.bench.standin import InProcessCodePipeline, InstantAction
+from tests.bench.engine_bench import end_to_end
 from tests.bench.table import Row
 
 
 def cpu_ms_per_job(tmp: Path, jobs: int) -> float:
     """Process CPU milliseconds per job (every thread) of engine_bench.jobs_per_second's run."""
-    with fresh_dir(tmp, "e2e-cpu-") as directory:
-        store = open_store(f"sqlite:///{directory / 'state.db'}")
-        codepipeline = InProcessCodePipeline(jobs)
-        worker = Worker(store, codepipeline, {"instant": InstantAction()},
-                        Settings(report_progress=False))
-        started = time.process_time()
-        worker.run(until_idle=True)
-        spent = time.process_time() - started
-        store.close()
-        if len(codepipeline.results) != jobs:
-            raise AssertionError(f"{len(codepipeline.results)} of {jobs} jobs were reported")
-        return spent * 1000.0 / jobs
+    return end_to_end(tmp, jobs)[1] * 1000.0 / jobs
 
 
 def cpu_rows(tmp: Path, runs: int, jobs: int, workflows: int) -> list[Row]:

@@ -47,22 +47,28 @@ def fresh_dir(tmp: Path, prefix: str) -> Iterator[Path]:
 # --- 1. end-to-end throughput ---------------------------------------------------------------------
 
 
-def jobs_per_second(tmp: Path, jobs: int) -> float:
+def end_to_end(tmp: Path, jobs: int) -> tuple[float, float]:
     """`jobs` jobs through every state (acquired ... succeeded) with the default settings and
-    durability, an instant action and an in-process CodePipeline stand-in (no HTTP)."""
+    durability, an instant action and an in-process CodePipeline stand-in (no HTTP): the run's
+    wall seconds and its process CPU seconds (every thread)."""
     with fresh_dir(tmp, "e2e-") as directory:
         store = open_store(f"sqlite:///{directory / 'state.db'}")
         codepipeline = InProcessCodePipeline(jobs)
         # Progress reports off: the stand-in creates no continuation jobs.
         worker = Worker(store, codepipeline, {"instant": InstantAction()},
                         Settings(report_progress=False))
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         worker.run(until_idle=True)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         store.close()
         if len(codepipeline.results) != jobs:
             raise AssertionError(f"{len(codepipeline.results)} of {jobs} jobs were reported")
-        return jobs / elapsed
+        return elapsed, cpu
+
+
+def jobs_per_second(tmp: Path, jobs: int) -> float:
+    """End-to-end jobs per second (end_to_end)."""
+    return jobs / end_to_end(tmp, jobs)[0]
 
 
 # --- 2. durable appends ---------------------------------------------------------------------------
@@ -178,8 +184,11 @@ def prepare_in_flight(path: Path, jobs: int) -> None:
     store.close()
 
 
-def child(*args: str, timeout: float = 600) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "tests.bench.children", *args],
+def child(*args: str, timeout: float = 600, module: str = "tests.bench.children"
+          ) -> dict[str, Any]:
+    """Run a benchmark's child process (`python -m module args...`); its last line of output
+    is its JSON result."""
+    done = subprocess.run([sys.executable, "-m", module, *args],
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     if done.returncode != 0:
