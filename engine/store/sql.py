@@ -164,10 +164,8 @@ class EventStore:
         """The rows this store committed last: a claim reads back only the rows it does not
         hold at the same last_seq (each job's first claim follows the intake's commit)."""
         self._shapes: dict[tuple[Any, ...], _Shaped] = {}
-        """Statements compiled once per shape (_shaped): the claim's select and lease update."""
-        self._count_active: dict[tuple[str, ...] | None, _Prepared] = {}
-        """count_active's statement for each list of actions, compiled once: the poller asks
-        before every poll, and building and compiling the query cost more than SQLite's count."""
+        """Statements compiled once per shape (_shaped): the claim's select and lease update, and
+        count_active's count, which the poller asks for before every poll."""
         self.on_commit: Callable[[Sequence[Change], float], None] | None = None
         """Told of every commit that wrote (its changes, its seconds): the worker's metrics."""
         self._started = False
@@ -562,18 +560,22 @@ class EventStore:
         cheap with a hundred thousand finished jobs in the table; with `actions`, through the
         (action, next_due_at) index.
         """
-        key = None if actions is None else tuple(actions)
-        prepared = self._count_active.get(key)
-        if prepared is None:
+        names = None if actions is None else list(actions)
+        if names == []:
+            return 0  # no action, nothing of its owed
+
+        def build() -> Any:
             query = (sa.select(sa.func.count()).select_from(jobs)
                      .where(jobs.c.next_due_at.is_not(None)))
-            if actions is not None:
-                query = query.where(jobs.c.action.in_(list(actions)))
-            prepared = self._count_active[key] = _Prepared(query, self.engine.dialect)
-            if len(self._count_active) > 64:  # a worker asks about one list of actions
-                self._count_active.pop(next(iter(self._count_active)))
+            if names is not None:
+                query = query.where(jobs.c.action.in_(
+                    [sa.bindparam(f"a{n}") for n in range(len(names))]))
+            return query
+
+        counting = self._shaped(("count_active", None if names is None else len(names)), build)
         with self._read() as conn:
-            value = prepared.run(conn).scalar()
+            value = counting.run(conn, {f"a{n}": name for n, name in
+                                        enumerate(names or ())}).scalar()
         return int(value or 0)
 
     def count_by_state(self, actions: Sequence[str] | None = None) -> dict[str, int]:
@@ -830,30 +832,6 @@ class _Shaped:
         if self._order is not None:
             return conn.exec_driver_sql(self.sql, tuple(value(n) for n in self._order))
         return conn.exec_driver_sql(self.sql, {n: value(n) for n in self._names})
-
-
-class _Prepared:
-    """A query whose parameters are all known when it is built, compiled once for the dialect
-    (its IN lists expanded, its values passed through their types' bind processors), then
-    executed as that SQL: the same SQL and values SQLAlchemy would send, without building,
-    caching and compiling the statement again on every call."""
-
-    def __init__(self, statement: Any, dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-        self.sql = str(compiled)
-        processors = compiled._bind_processors
-        values = compiled.params
-
-        def processed(name: str) -> Any:
-            # An IN list's values are named after its parameter: action_1 -> action_1_1, ...
-            processor = processors.get(name) or processors.get(name.rpartition("_")[0])
-            return values[name] if processor is None else processor(values[name])
-
-        self.params: Any = (tuple(processed(n) for n in compiled.positiontup or ())
-                            if compiled.positional else {n: processed(n) for n in values})
-
-    def run(self, conn: Connection) -> Any:
-        return conn.exec_driver_sql(self.sql, self.params)
 
 
 def _revision_in(conn: Connection) -> str | None:
