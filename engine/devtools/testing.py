@@ -98,12 +98,13 @@ class ActionHarness:
         started = self.emulator.start_execution(type_id, configuration, **kwargs)
         return started["actionExecutionId"]
 
-    def step(self) -> bool:
-        """One poll, one scheduler round, and the commit of every effect it started.
+    def step(self, poll: bool = True) -> bool:
+        """One poll (unless `poll` is False: a caller keeping the poller's own cadence), one
+        scheduler round, and the commit of every effect it started.
 
         Returns whether anything happened, so run() moves the clock only when nothing can.
         """
-        found = self.worker.poll_now()
+        found = self.worker.poll_now() if poll else 0
         started = self.worker.scheduler.run_round()
         deadline = time.monotonic() + 30
         while self.worker.scheduler.running and time.monotonic() < deadline:

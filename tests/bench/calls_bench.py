@@ -17,7 +17,6 @@ an execution fails CI there; the benchmark prints the figures beside the AWS sam
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +111,7 @@ def calls_per_execution(tmp: Path, executions: int, build_seconds: float, *,
                     last = poller.poll_once()
                     found = last.found
                     next_poll = now + poller.next_interval(last)
-                progressed = _scheduler_round(harness) or found
+                progressed = harness.step(poll=False) or found
                 if over():
                     break
                 if progressed:
@@ -133,17 +132,6 @@ def calls_per_execution(tmp: Path, executions: int, build_seconds: float, *,
     calls = {name: after.get(name, 0) - before.get(name, 0) for name in after}
     return Economy(executions, jobs, {k: v for k, v in calls.items() if v}, build_seconds,
                    progress, overhead)
-
-
-def _scheduler_round(harness: ActionHarness) -> bool:
-    """One scheduler round and the commit of what it started (ActionHarness.step, no poll)."""
-    scheduler = harness.worker.scheduler
-    started = scheduler.run_round()
-    deadline = time.monotonic() + 30
-    while scheduler.running and time.monotonic() < deadline:
-        time.sleep(0.001)
-    finished = scheduler.run_round(claim=False)
-    return bool(started.committed or started.started or finished.committed)
 
 
 def long_build_target(build_seconds: float,
